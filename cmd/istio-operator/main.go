@@ -1,0 +1,92 @@
+// Command istio-operator installs Istio from an Istio custom resource and
+// keeps it, its ingress gateway, its mesh-wide mTLS policy and every sidecar
+// proxy in the mesh on the desired version and configuration.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"syscall"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"github.com/meshkeeper/istio-operator/pkg/istioclient"
+	"github.com/meshkeeper/istio-operator/pkg/logging"
+	"github.com/meshkeeper/istio-operator/pkg/metrics"
+	"github.com/meshkeeper/istio-operator/pkg/operator"
+)
+
+// commit is set at build time (-ldflags "-X main.commit=...").
+var commit = "unknown"
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("istio-operator", flag.ContinueOnError)
+	o := operator.Options{}
+	var logOpts logging.Options
+	var showVersion bool
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "Path to a kubeconfig. Default: in-cluster configuration, or $KUBECONFIG.")
+	fs.StringVar(&o.Namespace, "namespace", "kyma-system", "Namespace of the Istio resource the operator serves; resources elsewhere are reported as errors.")
+	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "Address of the Prometheus /metrics endpoint; 0 disables it.")
+	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints; 0 disables it.")
+	fs.BoolVar(&o.LeaderElect, "leader-elect", false, "Elect a leader through a Lease, so that several replicas can run and only one acts.")
+	fs.StringVar(&o.LeaderElectionID, "leader-election-id", "istio-operator-leader", "Name of the leader election Lease.")
+	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease. Default: --namespace.")
+	fs.DurationVar(&o.LeaseDuration, "leader-election-lease-duration", 15*time.Second, "How long a lease is valid without renewal; a standby takes over after it.")
+	fs.DurationVar(&o.RenewDeadline, "leader-election-renew-deadline", 10*time.Second, "How long the leader retries renewing before it gives up leadership.")
+	fs.DurationVar(&o.RetryPeriod, "leader-election-retry-period", 2*time.Second, "Interval between leader election attempts.")
+	fs.IntVar(&o.Workers, "workers", 4, "Workers per controller.")
+	var qps float64
+	fs.Float64Var(&qps, "kube-api-qps", 50, "Client-side limit of API requests per second.")
+	fs.IntVar(&o.Burst, "kube-api-burst", 100, "Client-side burst of API requests.")
+	fs.StringVar(&logOpts.Level, "log-level", "info", "Log level: debug, info, warn, error, or a verbosity 0-10.")
+	fs.StringVar(&logOpts.Format, "log-format", logging.FormatJSON, "Log format: json or console.")
+	fs.BoolVar(&showVersion, "version", false, "Print the version and exit.")
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	o.QPS = float32(qps)
+	if showVersion {
+		fmt.Printf("istio-operator %s (Istio %s, commit %s, %s)\n", istioclient.Version, istioclient.Version, commit, runtime.Version())
+		return 0
+	}
+
+	z, logger, err := logging.New(logOpts)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	defer func() { _ = z.Sync() }()
+	if err := istioclient.RouteLogs(z); err != nil {
+		logger.Error(err, "Routing Istio's logs")
+		return 1
+	}
+	// Istio's log setup installs its own klog backend; ours wins.
+	klog.SetLogger(logger)
+
+	metrics.RegisterBuildInfo(metrics.Registry(), istioclient.Version, istioclient.Version, runtime.Version())
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	ctx = klog.NewContext(ctx, logger)
+	logger.Info("Starting istio-operator", "version", istioclient.Version, "commit", commit,
+		"namespace", o.Namespace, "leaderElect", o.LeaderElect)
+
+	o.Controllers = controllers()
+	if err := operator.Run(ctx, o); err != nil {
+		logger.Error(err, "Operator failed")
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,93 @@
+package v1alpha2
+
+// Condition types. Each type is written by exactly one controller, its
+// owner; the other controllers only read it. docs/conditions.md describes
+// them for users.
+const (
+	// ConditionReady summarises all other conditions into the resource's
+	// readiness; state and description are derived with it.
+	// Owner: installation controller (its status aggregation step).
+	ConditionReady = "Ready"
+
+	// ConditionInstalled is True when Istio is installed at the operator's
+	// version with the desired configuration. The other controllers wait for
+	// it before they act.
+	// Owner: installation controller.
+	ConditionInstalled = "Installed"
+
+	// ConditionProxySidecarRestartSucceeded is True when every injected
+	// workload runs the desired sidecar proxy. Name as in Kyma.
+	// Owner: proxy sidecar controller.
+	ConditionProxySidecarRestartSucceeded = "ProxySidecarRestartSucceeded"
+
+	// ConditionIngressGatewayReady is True when the ingress gateway runs the
+	// desired configuration and is available.
+	// Owner: ingress gateway controller.
+	ConditionIngressGatewayReady = "IngressGatewayReady"
+
+	// ConditionIngressTargetingUserResourceFound is True when a user's
+	// EnvoyFilter in istio-system targets the ingress gateway. Name as in Kyma.
+	// Owner: ingress gateway controller.
+	ConditionIngressTargetingUserResourceFound = "IngressTargetingUserResourceFound"
+
+	// ConditionPeerAuthenticationReady is True when the mesh-wide
+	// PeerAuthentication istio-system/default enforces the desired mTLS mode.
+	// Owner: PeerAuthentication controller.
+	ConditionPeerAuthenticationReady = "PeerAuthenticationReady"
+)
+
+// Reasons of the Ready condition and the Installed condition. Owner:
+// installation controller. Names follow Kyma where Kyma has one.
+const (
+	ReasonReconcileSucceeded                = "ReconcileSucceeded"
+	ReasonReconcileUnknown                  = "ReconcileUnknown"
+	ReasonReconcileFailed                   = "ReconcileFailed"
+	ReasonValidationFailed                  = "ValidationFailed"
+	ReasonOlderCRExists                     = "OlderCRExists"
+	ReasonOldestCRNotFound                  = "OldestCRNotFound"
+	ReasonWrongNamespace                    = "WrongNamespace"
+	ReasonIstioInstalling                   = "IstioInstalling"
+	ReasonIstioInstallSucceeded             = "IstioInstallSucceeded"
+	ReasonIstioUninstallSucceeded           = "IstioUninstallSucceeded"
+	ReasonIstioInstallUninstallFailed       = "IstioInstallUninstallFailed"
+	ReasonIstioCustomResourceMisconfigured  = "IstioCustomResourceMisconfigured"
+	ReasonIstioCustomResourcesDangling      = "IstioCustomResourcesDangling"
+	ReasonIstioVersionUpdateNotAllowed      = "IstioVersionUpdateNotAllowed"
+	ReasonIstioUninstalling                 = "IstioUninstalling"
+	ReasonExperimentalFeatureNotAvailable   = "ExperimentalFeatureNotAvailable"
+	ReasonComponentNotReady                 = "ComponentNotReady"
+	ReasonWaitingForDependency              = "WaitingForDependency"
+	ReasonCustomResourcesReconcileSucceeded = "CustomResourcesReconcileSucceeded"
+	ReasonCustomResourcesReconcileFailed    = "CustomResourcesReconcileFailed"
+)
+
+// ReasonWaitingForInstallation is the reason of the proxy sidecar, ingress
+// gateway and PeerAuthentication conditions while Installed is not True at
+// the current generation: they act only on an installed Istio.
+const ReasonWaitingForInstallation = "WaitingForInstallation"
+
+// Reasons of ProxySidecarRestartSucceeded. Owner: proxy sidecar controller.
+const (
+	ReasonProxySidecarRestartInProgress     = "ProxySidecarRestartInProgress"
+	ReasonProxySidecarRestartSucceeded      = "ProxySidecarRestartSucceeded"
+	ReasonProxySidecarRestartFailed         = "ProxySidecarRestartFailed"
+	ReasonProxySidecarManualRestartRequired = "ProxySidecarManualRestartRequired"
+)
+
+// Reasons of IngressGatewayReady and IngressTargetingUserResourceFound.
+// Owner: ingress gateway controller.
+const (
+	ReasonIngressGatewayRestartInProgress = "IngressGatewayRestartInProgress"
+	ReasonIngressGatewayRestartSucceeded  = "IngressGatewayRestartSucceeded"
+	ReasonIngressGatewayRestartFailed     = "IngressGatewayRestartFailed"
+	ReasonIngressGatewayMissing           = "IngressGatewayMissing"
+	ReasonIngressTargetingUserResource    = "IngressTargetingUserResourceFound"
+	ReasonIngressNoUserResourceFound      = "IngressTargetingUserResourceNotFound"
+)
+
+// Reasons of PeerAuthenticationReady. Owner: PeerAuthentication controller.
+const (
+	ReasonPeerAuthenticationApplied  = "PeerAuthenticationApplied"
+	ReasonPeerAuthenticationFailed   = "PeerAuthenticationFailed"
+	ReasonPeerAuthenticationWeakened = "MeshMTLSWeakened"
+)

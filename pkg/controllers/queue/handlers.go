@@ -1,0 +1,57 @@
+package queue
+
+import (
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/client-go/tools/cache"
+)
+
+// KeysFunc maps an informer object to the keys it affects; none is fine.
+type KeysFunc[K comparable] func(obj any) []K
+
+// Handler returns informer event handlers that enqueue the keys an object
+// maps to. Periodic resyncs that deliver an unchanged object (same
+// resourceVersion) are dropped, and delete tombstones are unwrapped, so
+// keysFn always sees the object itself.
+func (l *Loop[K]) Handler(keysFn KeysFunc[K]) cache.ResourceEventHandler {
+	enqueue := func(obj any) {
+		for _, k := range keysFn(obj) {
+			l.queue.Add(k)
+		}
+	}
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) { enqueue(obj) },
+		UpdateFunc: func(oldObj, newObj any) {
+			if sameResourceVersion(oldObj, newObj) {
+				return
+			}
+			// An update can move an object between keys (e.g. a label that
+			// selects an owner changed): both old and new keys are affected.
+			enqueue(oldObj)
+			enqueue(newObj)
+		},
+		DeleteFunc: func(obj any) {
+			if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = t.Obj
+			}
+			enqueue(obj)
+		},
+	}
+}
+
+func sameResourceVersion(a, b any) bool {
+	ma, errA := meta.Accessor(a)
+	mb, errB := meta.Accessor(b)
+	if errA != nil || errB != nil {
+		return false
+	}
+	return ma.GetResourceVersion() == mb.GetResourceVersion()
+}
+
+// ObjectNameKey is the KeysFunc of a controller keyed by the object itself.
+func ObjectNameKey(obj any) []cache.ObjectName {
+	name, err := cache.ObjectToName(obj)
+	if err != nil {
+		return nil
+	}
+	return []cache.ObjectName{name}
+}

@@ -1,0 +1,131 @@
+// Package status writes the parts of an Istio resource's status that one
+// controller owns. Every controller has its own field manager and applies
+// (server-side apply, status subresource) only its own conditions and
+// fields; conditions are a map-list keyed by type, so owners never conflict
+// and never overwrite each other. Nothing is written when the status already
+// says what the controller would write.
+package status
+
+import (
+	"context"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	"k8s.io/utils/clock"
+
+	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
+	istioac "github.com/meshkeeper/istio-operator/pkg/generated/applyconfiguration/operator/v1alpha2"
+	"github.com/meshkeeper/istio-operator/pkg/generated/clientset/versioned"
+)
+
+// FieldManagerPrefix prefixes each controller's field manager name.
+const FieldManagerPrefix = "istio-operator-"
+
+// Condition is a condition as a controller wants it; the writer fills in
+// the observed generation and the transition time.
+type Condition struct {
+	Type    string
+	Status  metav1.ConditionStatus
+	Reason  string
+	Message string
+}
+
+// Update is everything a controller owns in the status. Server-side apply
+// removes owned fields that an apply leaves out, so an Update must always
+// carry the controller's complete set; the optional summary fields belong
+// to the installation controller only.
+type Update struct {
+	Conditions []Condition
+
+	State            *v1alpha2.State
+	Description      *string
+	InstalledVersion *string
+	// ObservedGeneration, when true, records the generation the summary describes.
+	ObservedGeneration bool
+}
+
+// Writer applies one controller's status.
+type Writer struct {
+	client       versioned.Interface
+	fieldManager string
+	clock        clock.PassiveClock
+}
+
+// NewWriter returns a writer for the named controller.
+func NewWriter(client versioned.Interface, controller string, clk clock.PassiveClock) *Writer {
+	return &Writer{client: client, fieldManager: FieldManagerPrefix + controller, clock: clk}
+}
+
+// FieldManager is the field manager the writer applies with.
+func (w *Writer) FieldManager() string { return w.fieldManager }
+
+// Apply writes the update unless the current object (from a lister) already
+// shows it. It reports whether it wrote.
+func (w *Writer) Apply(ctx context.Context, current *v1alpha2.Istio, u Update) (bool, error) {
+	if UpToDate(current, u) {
+		return false, nil
+	}
+	now := metav1.NewTime(w.clock.Now())
+	st := istioac.IstioStatus()
+	for _, c := range u.Conditions {
+		ltt := now
+		if old := meta.FindStatusCondition(current.Status.Conditions, c.Type); old != nil && old.Status == c.Status {
+			ltt = old.LastTransitionTime
+		}
+		st.WithConditions(metav1ac.Condition().
+			WithType(c.Type).
+			WithStatus(c.Status).
+			WithReason(c.Reason).
+			WithMessage(c.Message).
+			WithObservedGeneration(current.Generation).
+			WithLastTransitionTime(ltt))
+	}
+	if u.State != nil {
+		st.WithState(*u.State)
+	}
+	if u.Description != nil {
+		st.WithDescription(*u.Description)
+	}
+	if u.InstalledVersion != nil {
+		st.WithInstalledVersion(*u.InstalledVersion)
+	}
+	if u.ObservedGeneration {
+		st.WithObservedGeneration(current.Generation)
+	}
+	ac := istioac.Istio(current.Name, current.Namespace).WithStatus(st)
+	// Apply against the UID we read, so a status for a deleted and recreated
+	// resource of the same name is never written to the new one.
+	ac.WithUID(current.UID)
+	_, err := w.client.OperatorV1alpha2().Istios(current.Namespace).ApplyStatus(ctx, ac,
+		metav1.ApplyOptions{FieldManager: w.fieldManager, Force: true})
+	if err != nil {
+		return false, fmt.Errorf("applying status of %s/%s as %s: %w", current.Namespace, current.Name, w.fieldManager, err)
+	}
+	return true, nil
+}
+
+// UpToDate reports whether the object's status already matches the update
+// at the object's current generation.
+func UpToDate(current *v1alpha2.Istio, u Update) bool {
+	for _, c := range u.Conditions {
+		old := meta.FindStatusCondition(current.Status.Conditions, c.Type)
+		if old == nil || old.Status != c.Status || old.Reason != c.Reason || old.Message != c.Message ||
+			old.ObservedGeneration != current.Generation {
+			return false
+		}
+	}
+	s := current.Status
+	switch {
+	case u.State != nil && *u.State != s.State,
+		u.Description != nil && *u.Description != s.Description,
+		u.InstalledVersion != nil && *u.InstalledVersion != s.InstalledVersion,
+		u.ObservedGeneration && s.ObservedGeneration != current.Generation:
+		return false
+	}
+	return true
+}
+
+// Ptr returns a pointer to v, for the optional fields of an Update.
+func Ptr[T any](v T) *T { return &v }

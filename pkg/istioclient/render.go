@@ -1,0 +1,73 @@
+package istioclient
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"sort"
+
+	"istio.io/istio/operator/pkg/manifest"
+	"istio.io/istio/operator/pkg/render"
+	"istio.io/istio/operator/pkg/values"
+	"istio.io/istio/pkg/kube"
+	istioversion "istio.io/istio/pkg/version"
+)
+
+func init() {
+	// Istio's installer labels objects with its own build version, which a
+	// library build leaves "unknown"; the version installed is ours.
+	istioversion.Info.Version = Version
+}
+
+// Rendered is the set of objects an IstioOperator produces, per component,
+// with the merged IstioOperator and a hash that identifies both the
+// configuration and the operator build.
+type Rendered struct {
+	Sets   []manifest.ManifestSet
+	Merged values.Map
+	// Hash changes whenever the rendered objects would change.
+	Hash string
+}
+
+// Objects returns the rendered objects in a stable order.
+func (r *Rendered) Objects() []manifest.Manifest {
+	var out []manifest.Manifest
+	for _, s := range r.Sets {
+		out = append(out, s.Manifests...)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Hash() < out[j].Hash() })
+	return out
+}
+
+// Render renders an IstioOperator with the Helm charts compiled into the
+// operator. The client, when given, lets Istio detect cluster specifics (the
+// Kubernetes version, GKE); tests render without one.
+func Render(iop values.Map, client kube.Client) (*Rendered, error) {
+	// Istio's renderer reads IstioOperators from files only.
+	f, err := os.CreateTemp("", "istio-operator-iop-*.yaml")
+	if err != nil {
+		return nil, fmt.Errorf("writing the IstioOperator for rendering: %w", err)
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.WriteString(iop.YAML()); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	sets, merged, err := render.GenerateManifest([]string{f.Name()}, nil, false, client, nil)
+	if err != nil {
+		return nil, fmt.Errorf("rendering Istio: %w", err)
+	}
+	sort.Slice(sets, func(i, j int) bool { return sets[i].Component < sets[j].Component })
+	r := &Rendered{Sets: sets, Merged: merged}
+	h := sha256.New()
+	fmt.Fprintf(h, "istio-operator %s\n", Version)
+	for _, o := range r.Objects() {
+		fmt.Fprintf(h, "%s\n%s\n", o.Hash(), o.Content)
+	}
+	r.Hash = hex.EncodeToString(h.Sum(nil))[:16]
+	return r, nil
+}

@@ -1,0 +1,51 @@
+package operator
+
+import (
+	"context"
+
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
+
+	"github.com/meshkeeper/istio-operator/pkg/generated/clientset/versioned"
+	istioinformers "github.com/meshkeeper/istio-operator/pkg/generated/informers/externalversions"
+)
+
+// Controller is one of the operator's controllers, built after this replica
+// became leader and run once the informer caches have synced.
+type Controller interface {
+	// Name is the controller's name: queue, field manager, logger and metrics label.
+	Name() string
+	// Run works the controller's queue until ctx is cancelled.
+	Run(ctx context.Context, workers int)
+}
+
+// Constructor builds a controller from the shared dependencies. It
+// registers its informers (by asking the factories for them) and handlers;
+// it must not start anything.
+type Constructor func(ctx context.Context, d *Deps) (Controller, error)
+
+// Deps are what controllers share: clients, informer factories, the clock
+// and event recorders. One informer per resource type serves all of them.
+type Deps struct {
+	// Namespace is where the operator serves Istio resources.
+	Namespace string
+
+	RESTConfig     *rest.Config
+	KubeClient     kubernetes.Interface
+	OperatorClient versioned.Interface
+
+	KubeInformers     informers.SharedInformerFactory
+	OperatorInformers istioinformers.SharedInformerFactory
+
+	Clock clock.WithTicker
+
+	broadcaster record.EventBroadcaster
+}
+
+// Recorder returns an event recorder that reports as the named controller.
+func (d *Deps) Recorder(controller string) record.EventRecorder {
+	return d.broadcaster.NewRecorder(scheme, eventSource(controller))
+}

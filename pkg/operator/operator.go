@@ -1,0 +1,274 @@
+// Package operator runs the operator process: HTTP endpoints for health and
+// metrics, leader election, the shared informers, and the controllers. The
+// start order follows the in-tree controller managers: serve health and
+// metrics first, then elect, then build controllers, start and sync the
+// informers, and only then start workers.
+package operator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/go-logr/logr"
+	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
+	"github.com/meshkeeper/istio-operator/pkg/generated/clientset/versioned"
+	istioinformers "github.com/meshkeeper/istio-operator/pkg/generated/informers/externalversions"
+	"github.com/meshkeeper/istio-operator/pkg/metrics"
+)
+
+// Component is the operator's name in Events, leases and user agents.
+const Component = "istio-operator"
+
+var scheme = runtime.NewScheme()
+
+func init() {
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(v1alpha2.AddToScheme(scheme))
+}
+
+// Options configure the process.
+type Options struct {
+	Kubeconfig             string
+	Namespace              string
+	MetricsBindAddress     string
+	HealthProbeBindAddress string
+
+	LeaderElect             bool
+	LeaderElectionID        string
+	LeaderElectionNamespace string
+	LeaseDuration           time.Duration
+	RenewDeadline           time.Duration
+	RetryPeriod             time.Duration
+
+	// Workers per controller.
+	Workers int
+	// ResyncPeriod of the shared informers; 0 disables periodic resyncs
+	// (controllers requeue on their own intervals instead).
+	ResyncPeriod time.Duration
+	// QPS and Burst of the API client.
+	QPS   float32
+	Burst int
+
+	Controllers []Constructor
+	Clock       clock.WithTicker
+}
+
+// Run runs the operator until ctx is cancelled (SIGTERM) or leadership is
+// lost, and returns after everything stopped.
+func Run(ctx context.Context, o Options) error {
+	logger := klog.FromContext(ctx)
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	if o.LeaderElectionNamespace == "" {
+		o.LeaderElectionNamespace = o.Namespace
+	}
+
+	// client-go's hooks apply to clients and queues built afterwards.
+	metrics.InstallRESTClientMetrics()
+	metrics.InstallWorkqueueProvider()
+	metrics.InstallLeaderElectionMetrics(o.LeaderElectionID)
+
+	cfg, err := restConfig(o)
+	if err != nil {
+		return err
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+
+	srv := newServers(o.MetricsBindAddress, o.HealthProbeBindAddress, o.LeaderElect)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return srv.serve(gctx) })
+
+	run := func(ctx context.Context) error {
+		return runControllers(ctx, o, cfg, kube, srv)
+	}
+
+	if !o.LeaderElect {
+		g.Go(func() error { return run(gctx) })
+		return wait(g, logger)
+	}
+
+	id, err := os.Hostname()
+	if err != nil {
+		return fmt.Errorf("getting hostname for the leader election identity: %w", err)
+	}
+	id = fmt.Sprintf("%s_%d", id, os.Getpid())
+	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, o.LeaderElectionNamespace, o.LeaderElectionID,
+		kube.CoreV1(), kube.CoordinationV1(), resourcelock.ResourceLockConfig{Identity: id})
+	if err != nil {
+		return err
+	}
+	ectx, stopElector := context.WithCancel(gctx)
+	defer stopElector()
+	runErr := make(chan error, 1)
+	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock:            lock,
+		Name:            o.LeaderElectionID,
+		LeaseDuration:   o.LeaseDuration,
+		RenewDeadline:   o.RenewDeadline,
+		RetryPeriod:     o.RetryPeriod,
+		ReleaseOnCancel: true,
+		WatchDog:        srv.leaderHealth,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(ctx context.Context) {
+				logger.Info("Became leader, starting controllers", "identity", id)
+				srv.setLeading(true)
+				if err := run(ctx); err != nil {
+					runErr <- err
+					stopElector()
+				}
+			},
+			OnStoppedLeading: func() {
+				srv.setLeading(false)
+				logger.Info("Leadership released", "identity", id)
+			},
+			OnNewLeader: func(identity string) {
+				if identity != id {
+					logger.Info("Another replica leads", "leader", identity)
+				}
+			},
+		},
+	})
+	if err != nil {
+		return err
+	}
+	srv.leaderHealth.SetLeaderElection(elector)
+	g.Go(func() error {
+		elector.Run(ectx)
+		// Run returns when the context ends or the lease is lost. Losing it
+		// while still wanted means another replica may act now: stop.
+		select {
+		case err := <-runErr:
+			if err != nil {
+				return err
+			}
+		default:
+		}
+		if gctx.Err() == nil {
+			return errors.New("lost the leader election lease; exiting so that only the new leader acts")
+		}
+		return nil
+	})
+	return wait(g, logger)
+}
+
+func wait(g *errgroup.Group, logger logr.Logger) error {
+	err := g.Wait()
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	logger.Info("Stopped")
+	return nil
+}
+
+// runControllers builds the controllers, starts and syncs the informers and
+// runs the controllers' workers until ctx ends.
+func runControllers(ctx context.Context, o Options, cfg *rest.Config, kube kubernetes.Interface, srv *servers) error {
+	logger := klog.FromContext(ctx)
+	opClient, err := versioned.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartStructuredLogging(3)
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+
+	d := &Deps{
+		Namespace:      o.Namespace,
+		RESTConfig:     cfg,
+		KubeClient:     kube,
+		OperatorClient: opClient,
+		KubeInformers:  informers.NewSharedInformerFactory(kube, o.ResyncPeriod),
+		// Istio resources are read cluster-wide: the operator must see, and
+		// report, resources created outside its namespace.
+		OperatorInformers: istioinformers.NewSharedInformerFactory(opClient, o.ResyncPeriod),
+		Clock:             o.Clock,
+		broadcaster:       broadcaster,
+	}
+	// The Istio informer is always there: readiness means the operator has
+	// seen the resources it serves.
+	d.OperatorInformers.Operator().V1alpha2().Istios().Informer()
+
+	controllers := make([]Controller, 0, len(o.Controllers))
+	for _, build := range o.Controllers {
+		c, err := build(ctx, d)
+		if err != nil {
+			return fmt.Errorf("building controller: %w", err)
+		}
+		controllers = append(controllers, c)
+	}
+
+	d.KubeInformers.Start(ctx.Done())
+	d.OperatorInformers.Start(ctx.Done())
+	defer d.KubeInformers.Shutdown()
+	defer d.OperatorInformers.Shutdown()
+	for typ, ok := range d.KubeInformers.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			return fmt.Errorf("cache for %v did not sync", typ)
+		}
+	}
+	for typ, ok := range d.OperatorInformers.WaitForCacheSync(ctx.Done()) {
+		if !ok {
+			return fmt.Errorf("cache for %v did not sync", typ)
+		}
+	}
+	logger.Info("Caches synced, starting controllers", "controllers", len(controllers))
+	srv.markSynced()
+
+	g, gctx := errgroup.WithContext(ctx)
+	for _, c := range controllers {
+		g.Go(func() error {
+			c.Run(klog.NewContext(gctx, logger.WithName(c.Name())), o.Workers)
+			return nil
+		})
+	}
+	<-ctx.Done()
+	return g.Wait()
+}
+
+func restConfig(o Options) (*rest.Config, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if o.Kubeconfig != "" {
+		rules.ExplicitPath = o.Kubeconfig
+	}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("loading the cluster configuration (in-cluster, --kubeconfig or KUBECONFIG): %w", err)
+	}
+	cfg.UserAgent = Component
+	metrics.InstrumentConfig(cfg)
+	if o.QPS > 0 {
+		cfg.QPS = o.QPS
+	}
+	if o.Burst > 0 {
+		cfg.Burst = o.Burst
+	}
+	return cfg, nil
+}
+
+func eventSource(controller string) corev1.EventSource {
+	return corev1.EventSource{Component: Component + "/" + controller}
+}

@@ -1,0 +1,88 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
+)
+
+// IstioCRDFile is the operator's CRD, relative to the repository root.
+const IstioCRDFile = "deploy/crds/operator.kyma-project.io_istios.yaml"
+
+// NewDeployment returns a Deployment scheduled on the kwok nodes. No
+// container ever runs, so the image is never pulled.
+func NewDeployment(name string, replicas int32) *appsv1.Deployment {
+	podLabels := map[string]string{"app": name}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: podLabels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
+				Spec: corev1.PodSpec{
+					NodeSelector: map[string]string{NodeTypeLabel: "kwok"},
+					Containers:   []corev1.Container{{Name: "app", Image: "registry.k8s.io/pause:3.10"}},
+				},
+			},
+		},
+	}
+}
+
+// InstallIstioCRD creates the operator's CRD in the current cluster (or
+// keeps it, when an earlier test created it) and waits until the API
+// server serves Istio objects. It returns the CRD as read from the file.
+func InstallIstioCRD(t *testing.T) *apiextensionsv1.CustomResourceDefinition {
+	t.Helper()
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(root, IstioCRDFile))
+	if err != nil {
+		t.Fatalf("reading the CRD (make generate writes it): %v", err)
+	}
+	crd := &apiextensionsv1.CustomResourceDefinition{}
+	if err := yaml.UnmarshalStrict(raw, crd); err != nil {
+		t.Fatalf("decoding %s: %v", IstioCRDFile, err)
+	}
+	client, err := apiextensionsclient.NewForConfig(Current().Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crds := client.ApiextensionsV1().CustomResourceDefinitions()
+	if _, err := crds.Create(t.Context(), crd.DeepCopy(), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("creating CRD %s: %v", crd.Name, err)
+	}
+	WaitFor(t, 30*time.Second, "CRD "+crd.Name+" Established", func(ctx context.Context) (bool, error) {
+		got, err := crds.Get(ctx, crd.Name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		established, named := false, false
+		for _, c := range got.Status.Conditions {
+			established = established || (c.Type == apiextensionsv1.Established && c.Status == apiextensionsv1.ConditionTrue)
+			named = named || (c.Type == apiextensionsv1.NamesAccepted && c.Status == apiextensionsv1.ConditionTrue)
+		}
+		return established && named, nil
+	})
+	// Established can precede the first successful request by a moment.
+	gvr := fmt.Sprintf("/apis/%s/%s/%s", crd.Spec.Group, crd.Spec.Versions[0].Name, crd.Spec.Names.Plural)
+	WaitFor(t, 30*time.Second, "the API server to serve "+gvr, func(ctx context.Context) (bool, error) {
+		err := Current().Clientset().Discovery().RESTClient().Get().AbsPath(gvr).Do(ctx).Error()
+		return err == nil, err
+	})
+	return crd
+}
