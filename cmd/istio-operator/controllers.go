@@ -1,8 +1,13 @@
 package main
 
-import "github.com/meshkeeper/istio-operator/pkg/operator"
+import (
+	"github.com/meshkeeper/istio-operator/pkg/controllers/installation"
+	"github.com/meshkeeper/istio-operator/pkg/operator"
+)
 
 // controllers lists the controllers the operator runs, in start order.
 func controllers() []operator.Constructor {
-	return nil
+	return []operator.Constructor{
+		installation.New,
+	}
 }

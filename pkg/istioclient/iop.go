@@ -7,6 +7,7 @@ import (
 
 	"istio.io/istio/operator/pkg/values"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/yaml"
 
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
 )
@@ -44,6 +45,12 @@ func DesiredIstioOperator(spec *v1alpha2.IstioSpec) (values.Map, error) {
 		s["compatibilityVersion"] = fmt.Sprintf("%d.%d", v.Major, v.Minor-1)
 	}
 
+	// The ingress gateway's pods carry the hash of the start-time settings
+	// they run: a change of those settings rolls the gateway in the same
+	// apply that changes the mesh configuration, after it (gateways are
+	// applied after istiod), and exactly once.
+	obj(gateway(obj(s, "components"), "ingressGateways", IngressGatewayName), "k8s", "podAnnotations")[GatewayConfigAnnotation] = GatewayConfigHash(spec)
+
 	if c := spec.Components; c != nil {
 		comps := obj(s, "components")
 		if c.Pilot != nil {
@@ -74,8 +81,20 @@ func DesiredIstioOperator(spec *v1alpha2.IstioSpec) (values.Map, error) {
 			mergeResources(obj(s, "values", "global", "proxy"), c.Proxy.K8s.Resources)
 		}
 	}
+	// Istio's renderer reads the IstioOperator back as YAML, which refuses
+	// some characters JSON (and so the API server) accepts.
+	if _, err := yaml.Marshal(iop); err != nil {
+		return nil, &InvalidSpecError{Err: fmt.Errorf("the Istio resource holds a character Istio's installer cannot read: %w", err)}
+	}
 	return iop, nil
 }
+
+// InvalidSpecError is an Istio resource the installer cannot take; the
+// user must change it.
+type InvalidSpecError struct{ Err error }
+
+func (e *InvalidSpecError) Error() string { return e.Err.Error() }
+func (e *InvalidSpecError) Unwrap() error { return e.Err }
 
 func mergeMeshConfig(mesh map[string]any, c *v1alpha2.Config) {
 	if c.NumTrustedProxies != nil {

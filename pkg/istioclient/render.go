@@ -12,6 +12,7 @@ import (
 	"istio.io/istio/operator/pkg/values"
 	"istio.io/istio/pkg/kube"
 	istioversion "istio.io/istio/pkg/version"
+	"sigs.k8s.io/yaml"
 )
 
 func init() {
@@ -28,6 +29,8 @@ type Rendered struct {
 	Merged values.Map
 	// Hash changes whenever the rendered objects would change.
 	Hash string
+	// Version is the Istio version rendered: the image tag.
+	Version string
 }
 
 // Objects returns the rendered objects in a stable order.
@@ -50,7 +53,12 @@ func Render(iop values.Map, client kube.Client) (*Rendered, error) {
 		return nil, fmt.Errorf("writing the IstioOperator for rendering: %w", err)
 	}
 	defer os.Remove(f.Name())
-	if _, err := f.WriteString(iop.YAML()); err != nil {
+	data, err := yaml.Marshal(iop)
+	if err != nil {
+		f.Close()
+		return nil, &InvalidSpecError{Err: err}
+	}
+	if _, err := f.Write(data); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -62,12 +70,17 @@ func Render(iop values.Map, client kube.Client) (*Rendered, error) {
 		return nil, fmt.Errorf("rendering Istio: %w", err)
 	}
 	sort.Slice(sets, func(i, j int) bool { return sets[i].Component < sets[j].Component })
-	r := &Rendered{Sets: sets, Merged: merged}
+	r := &Rendered{Sets: sets, Merged: merged, Version: merged.GetPathString("spec.values.global.tag")}
+	r.Hash = hashOf(r)
+	return r, nil
+}
+
+// hashOf identifies the operator build, the version and every object.
+func hashOf(r *Rendered) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "istio-operator %s\n", Version)
+	fmt.Fprintf(h, "istio-operator %s %s\n", Version, r.Version)
 	for _, o := range r.Objects() {
 		fmt.Fprintf(h, "%s\n%s\n", o.Hash(), o.Content)
 	}
-	r.Hash = hex.EncodeToString(h.Sum(nil))[:16]
-	return r, nil
+	return hex.EncodeToString(h.Sum(nil))[:16]
 }

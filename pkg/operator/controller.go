@@ -3,6 +3,7 @@ package operator
 import (
 	"context"
 
+	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -43,6 +44,13 @@ type Deps struct {
 	Clock clock.WithTicker
 
 	broadcaster record.EventBroadcaster
+	dynamic     []dynamicinformer.DynamicSharedInformerFactory
+}
+
+// Register adds a dynamic informer factory whose informers start, and sync,
+// with the shared ones, before any controller's workers run.
+func (d *Deps) Register(f dynamicinformer.DynamicSharedInformerFactory) {
+	d.dynamic = append(d.dynamic, f)
 }
 
 // Recorder returns an event recorder that reports as the named controller.

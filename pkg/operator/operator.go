@@ -225,6 +225,10 @@ func runControllers(ctx context.Context, o Options, cfg *rest.Config, kube kuber
 	d.OperatorInformers.Start(ctx.Done())
 	defer d.KubeInformers.Shutdown()
 	defer d.OperatorInformers.Shutdown()
+	for _, f := range d.dynamic {
+		f.Start(ctx.Done())
+		defer f.Shutdown()
+	}
 	for typ, ok := range d.KubeInformers.WaitForCacheSync(ctx.Done()) {
 		if !ok {
 			return fmt.Errorf("cache for %v did not sync", typ)
@@ -233,6 +237,13 @@ func runControllers(ctx context.Context, o Options, cfg *rest.Config, kube kuber
 	for typ, ok := range d.OperatorInformers.WaitForCacheSync(ctx.Done()) {
 		if !ok {
 			return fmt.Errorf("cache for %v did not sync", typ)
+		}
+	}
+	for _, f := range d.dynamic {
+		for res, ok := range f.WaitForCacheSync(ctx.Done()) {
+			if !ok {
+				return fmt.Errorf("cache for %v did not sync", res)
+			}
 		}
 	}
 	logger.Info("Caches synced, starting controllers", "controllers", len(controllers))

@@ -155,13 +155,22 @@ func Namespace(t *testing.T, labels map[string]string) string {
 	return ns.Name
 }
 
+// Context is the test's context, or, in a cleanup function (where the
+// test's context is already cancelled), a background one.
+func Context(t *testing.T) context.Context {
+	if ctx := t.Context(); ctx.Err() == nil {
+		return ctx
+	}
+	return context.Background()
+}
+
 // WaitFor polls cond every 200ms until it returns true, and fails the test
 // naming what it waited for when timeout passes first. An error from cond
 // counts as "not yet" (API calls fail transiently while things settle); the
 // last one is reported on timeout. Call it from the test's goroutine.
 func WaitFor(t *testing.T, timeout time.Duration, what string, cond func(ctx context.Context) (bool, error)) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), timeout)
+	ctx, cancel := context.WithTimeout(Context(t), timeout)
 	defer cancel()
 	var lastErr error
 	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {

@@ -61,11 +61,13 @@ func NewWriter(client versioned.Interface, controller string, clk clock.PassiveC
 // FieldManager is the field manager the writer applies with.
 func (w *Writer) FieldManager() string { return w.fieldManager }
 
-// Apply writes the update unless the current object (from a lister) already
-// shows it. It reports whether it wrote.
-func (w *Writer) Apply(ctx context.Context, current *v1alpha2.Istio, u Update) (bool, error) {
+// Apply writes the update unless the current object (from a lister, or
+// returned by an earlier Apply) already shows it. It returns the object as
+// it is now, newer than the lister's until the watch catches up, and
+// whether it wrote.
+func (w *Writer) Apply(ctx context.Context, current *v1alpha2.Istio, u Update) (*v1alpha2.Istio, bool, error) {
 	if UpToDate(current, u) {
-		return false, nil
+		return current, false, nil
 	}
 	now := metav1.NewTime(w.clock.Now())
 	st := istioac.IstioStatus()
@@ -98,12 +100,12 @@ func (w *Writer) Apply(ctx context.Context, current *v1alpha2.Istio, u Update) (
 	// Apply against the UID we read, so a status for a deleted and recreated
 	// resource of the same name is never written to the new one.
 	ac.WithUID(current.UID)
-	_, err := w.client.OperatorV1alpha2().Istios(current.Namespace).ApplyStatus(ctx, ac,
+	updated, err := w.client.OperatorV1alpha2().Istios(current.Namespace).ApplyStatus(ctx, ac,
 		metav1.ApplyOptions{FieldManager: w.fieldManager, Force: true})
 	if err != nil {
-		return false, fmt.Errorf("applying status of %s/%s as %s: %w", current.Namespace, current.Name, w.fieldManager, err)
+		return current, false, fmt.Errorf("applying status of %s/%s as %s: %w", current.Namespace, current.Name, w.fieldManager, err)
 	}
-	return true, nil
+	return updated, true, nil
 }
 
 // UpToDate reports whether the object's status already matches the update

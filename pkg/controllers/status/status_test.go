@@ -49,7 +49,7 @@ func TestApplyWritesOnlyChanges(t *testing.T) {
 
 	installed := Condition{Type: v1alpha2.ConditionInstalled, Status: metav1.ConditionTrue,
 		Reason: v1alpha2.ReasonIstioInstallSucceeded, Message: "Istio 1.31.1 is installed."}
-	wrote, err := w.Apply(ctx, get(t, client), Update{
+	_, wrote, err := w.Apply(ctx, get(t, client), Update{
 		Conditions:         []Condition{installed},
 		State:              Ptr(v1alpha2.StateReady),
 		Description:        Ptr("Istio is installed."),
@@ -69,7 +69,7 @@ func TestApplyWritesOnlyChanges(t *testing.T) {
 	}
 
 	// The same update again writes nothing.
-	wrote, err = w.Apply(ctx, got, Update{Conditions: []Condition{installed}, State: Ptr(v1alpha2.StateReady),
+	_, wrote, err = w.Apply(ctx, got, Update{Conditions: []Condition{installed}, State: Ptr(v1alpha2.StateReady),
 		Description: Ptr("Istio is installed."), InstalledVersion: Ptr("1.31.1"), ObservedGeneration: true})
 	if err != nil || wrote {
 		t.Fatalf("unchanged apply: wrote=%v err=%v", wrote, err)
@@ -81,7 +81,7 @@ func TestApplyWritesOnlyChanges(t *testing.T) {
 	// A new message with the same status keeps the transition time.
 	clk.SetTime(clk.Now().Add(time.Hour))
 	installed.Message = "Istio 1.31.1 is installed and up to date."
-	if _, err := w.Apply(ctx, get(t, client), Update{Conditions: []Condition{installed}, State: Ptr(v1alpha2.StateReady),
+	if _, _, err := w.Apply(ctx, get(t, client), Update{Conditions: []Condition{installed}, State: Ptr(v1alpha2.StateReady),
 		Description: Ptr("Istio is installed."), InstalledVersion: Ptr("1.31.1"), ObservedGeneration: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestApplyWritesOnlyChanges(t *testing.T) {
 
 	// A status change moves it.
 	installed.Status, installed.Reason = metav1.ConditionFalse, v1alpha2.ReasonIstioInstallUninstallFailed
-	if _, err := w.Apply(ctx, get(t, client), Update{Conditions: []Condition{installed}, State: Ptr(v1alpha2.StateError),
+	if _, _, err := w.Apply(ctx, get(t, client), Update{Conditions: []Condition{installed}, State: Ptr(v1alpha2.StateError),
 		Description: Ptr("Installing Istio failed."), InstalledVersion: Ptr("1.31.1"), ObservedGeneration: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestApplyAgainWhenGenerationMoves(t *testing.T) {
 	w := NewWriter(client, "peerauthentication", clocktesting.NewFakePassiveClock(time.Now()))
 	cond := Condition{Type: v1alpha2.ConditionPeerAuthenticationReady, Status: metav1.ConditionTrue,
 		Reason: v1alpha2.ReasonPeerAuthenticationApplied, Message: "mTLS is STRICT mesh-wide."}
-	if _, err := w.Apply(context.Background(), get(t, client), Update{Conditions: []Condition{cond}}); err != nil {
+	if _, _, err := w.Apply(context.Background(), get(t, client), Update{Conditions: []Condition{cond}}); err != nil {
 		t.Fatal(err)
 	}
 	current := get(t, client)
@@ -134,7 +134,7 @@ func TestOwnersDoNotOverwriteEachOther(t *testing.T) {
 	}
 	for controller, typ := range owners {
 		w := NewWriter(client, controller, clk)
-		if _, err := w.Apply(ctx, get(t, client), Update{Conditions: []Condition{{
+		if _, _, err := w.Apply(ctx, get(t, client), Update{Conditions: []Condition{{
 			Type: typ, Status: metav1.ConditionTrue, Reason: "Done", Message: controller + " is done.",
 		}}}); err != nil {
 			t.Fatalf("%s: %v", controller, err)
@@ -142,7 +142,7 @@ func TestOwnersDoNotOverwriteEachOther(t *testing.T) {
 	}
 	// One owner changes its condition; the others must survive.
 	w := NewWriter(client, "ingressgateway", clk)
-	if _, err := w.Apply(ctx, get(t, client), Update{Conditions: []Condition{{
+	if _, _, err := w.Apply(ctx, get(t, client), Update{Conditions: []Condition{{
 		Type: v1alpha2.ConditionIngressGatewayReady, Status: metav1.ConditionFalse, Reason: "Rolling", Message: "Rolling.",
 	}}}); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,173 @@
+// Package installation is the installation controller: from the one Istio
+// resource it serves to an installed, correctly configured Istio, kept that
+// way. It installs and upgrades only when the rendered objects differ from
+// the live ones, repairs drift of any object it installed within seconds,
+// and uninstalls on deletion, guarded by the deletion strategy.
+//
+// It owns the Installed condition and the summary of the resource (Ready,
+// state, description, observedGeneration, installedVersion).
+package installation
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"istio.io/istio/pkg/kube"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
+
+	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
+	"github.com/meshkeeper/istio-operator/pkg/generated/clientset/versioned"
+	listers "github.com/meshkeeper/istio-operator/pkg/generated/listers/operator/v1alpha2"
+	"github.com/meshkeeper/istio-operator/pkg/istioclient"
+	"github.com/meshkeeper/istio-operator/pkg/operator"
+)
+
+// Name is the controller's name: queue, field manager, logger, Event source
+// and metrics label.
+const Name = "installation"
+
+// Finalizer holds the resource until Istio is uninstalled; the same name as
+// Kyma's, so resources Kyma's operator created are handled alike.
+const Finalizer = "istios.operator.kyma-project.io/istio-installation"
+
+// Requeue intervals of this controller.
+const (
+	// ResyncInterval is the safety net: a full comparison of the rendered
+	// and the live objects even when no event arrived.
+	ResyncInterval = 5 * time.Minute
+	// BlockedInterval re-checks a deletion blocked by user resources (their
+	// informers also wake it).
+	BlockedInterval = time.Minute
+	// ProgressInterval bounds how often install progress is written.
+	ProgressInterval = time.Second
+)
+
+// Controller is the installation controller.
+type Controller struct {
+	namespace string
+	loop      *queue.Loop[cache.ObjectName]
+	istios    listers.IstioLister
+	client    versioned.Interface
+	status    *status.Writer
+	recorder  record.EventRecorder
+	clock     clock.PassiveClock
+
+	live      *liveObjects
+	installer *istioclient.Installer
+	istioKube kube.CLIClient
+
+	userResources *userResources
+
+	mu       sync.Mutex
+	rendered map[string]*istioclient.Rendered // by spec hash; the last one only
+	// written holds each resource as the controller's last status write
+	// returned it, until the informer catches up, so that a sync right after
+	// a write compares against what the server has, not a stale cache.
+	written map[cache.ObjectName]*v1alpha2.Istio
+}
+
+// New builds the controller and registers its informers.
+func New(_ context.Context, d *operator.Deps) (operator.Controller, error) {
+	dyn, err := dynamic.NewForConfig(d.RESTConfig)
+	if err != nil {
+		return nil, err
+	}
+	meta, err := metadata.NewForConfig(d.RESTConfig)
+	if err != nil {
+		return nil, err
+	}
+	istioKube, err := kube.NewCLIClient(kube.NewClientConfigForRestConfig(d.RESTConfig))
+	if err != nil {
+		return nil, fmt.Errorf("building Istio's client: %w", err)
+	}
+	owned := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 0, "", ownedTweak)
+	nsFactory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 0, "", namespaceTweak)
+	d.Register(owned)
+	d.Register(nsFactory)
+
+	c := &Controller{
+		namespace: d.Namespace,
+		istios:    d.OperatorInformers.Operator().V1alpha2().Istios().Lister(),
+		client:    d.OperatorClient,
+		status:    status.NewWriter(d.OperatorClient, Name, d.Clock),
+		recorder:  d.Recorder(Name),
+		clock:     d.Clock,
+		live:      newLiveObjects(dyn, owned, nsFactory),
+		istioKube: istioKube,
+		rendered:  map[string]*istioclient.Rendered{},
+		written:   map[cache.ObjectName]*v1alpha2.Istio{},
+	}
+	c.installer = &istioclient.Installer{
+		Dynamic: dyn,
+		Mapper:  restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(d.KubeClient.Discovery())),
+		Istio:   istioKube,
+		Live:    c.live,
+	}
+	c.loop = queue.New(queue.Config[cache.ObjectName]{Name: Name, Clock: d.Clock}, c.sync)
+	c.userResources = newUserResources(meta, c.enqueueAll)
+
+	istioInformer := d.OperatorInformers.Operator().V1alpha2().Istios().Informer()
+	// Which resource is served depends on all of them: any change may
+	// change the answer for the others.
+	if _, err := istioInformer.AddEventHandler(c.loop.Handler(func(any) []cache.ObjectName { return c.allKeys() })); err != nil {
+		return nil, err
+	}
+	drift := cache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { c.enqueueAll() },
+		UpdateFunc: func(o, n any) {
+			if relevantChange(o, n) {
+				c.enqueueAll()
+			}
+		},
+		DeleteFunc: func(any) { c.enqueueAll() },
+	}
+	for _, inf := range c.live.informers {
+		if _, err := inf.AddEventHandler(drift); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// Name implements operator.Controller.
+func (c *Controller) Name() string { return Name }
+
+// Run implements operator.Controller. The installation is one long sync
+// of one key, so one worker is all it needs; other controllers have their
+// own queues and are never blocked by it.
+func (c *Controller) Run(ctx context.Context, _ int) {
+	defer c.userResources.shutdown()
+	c.loop.Run(ctx, 1)
+}
+
+// Loop exposes the work loop to tests.
+func (c *Controller) Loop() *queue.Loop[cache.ObjectName] { return c.loop }
+
+func (c *Controller) allKeys() []cache.ObjectName {
+	all, err := c.istios.List(everything)
+	if err != nil {
+		return nil
+	}
+	keys := make([]cache.ObjectName, 0, len(all))
+	for _, i := range all {
+		keys = append(keys, cache.MetaObjectToName(i))
+	}
+	return keys
+}
+
+func (c *Controller) enqueueAll() {
+	for _, k := range c.allKeys() {
+		c.loop.Add(k)
+	}
+}

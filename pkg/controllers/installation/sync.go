@@ -1,0 +1,302 @@
+package installation
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
+	"github.com/meshkeeper/istio-operator/pkg/istioclient"
+)
+
+var everything = labels.Everything()
+
+// ExperimentalBuild is true in builds that accept spec.experimental.
+var ExperimentalBuild = false
+
+func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (queue.Result, error) {
+	istio, err := c.istios.Istios(key.Namespace).Get(key.Name)
+	if apierrors.IsNotFound(err) {
+		return queue.Result{}, nil
+	}
+	if err != nil {
+		return queue.Result{}, err
+	}
+	istio = c.newest(istio)
+
+	if istio.Namespace != c.namespace {
+		return c.notServed(ctx, istio, v1alpha2.StateError, v1alpha2.ReasonWrongNamespace, fmt.Sprintf(
+			"The operator serves only the Istio resource in namespace %s; this one in %s is ignored. Create it in %s.",
+			c.namespace, istio.Namespace, c.namespace))
+	}
+	if oldest := c.oldest(); oldest != nil && oldest.UID != istio.UID {
+		return c.notServed(ctx, istio, v1alpha2.StateWarning, v1alpha2.ReasonOlderCRExists, fmt.Sprintf(
+			"Only the oldest Istio resource is served, %s/%s; this one is ignored. Delete it, or change %s/%s instead.",
+			oldest.Namespace, oldest.Name, oldest.Namespace, oldest.Name))
+	}
+	if istio.DeletionTimestamp != nil {
+		return c.delete(ctx, istio)
+	}
+	if !slices.Contains(istio.Finalizers, Finalizer) {
+		istio.Finalizers = append(istio.Finalizers, Finalizer)
+		updated, err := c.client.OperatorV1alpha2().Istios(istio.Namespace).Update(ctx, istio, metav1.UpdateOptions{FieldManager: status.FieldManagerPrefix + Name})
+		if err != nil {
+			return queue.Result{}, fmt.Errorf("adding the finalizer: %w", err)
+		}
+		istio = updated
+	}
+	return c.reconcile(ctx, istio)
+}
+
+// oldest is the served resource: the oldest in the operator's namespace.
+func (c *Controller) oldest() *v1alpha2.Istio {
+	all, err := c.istios.Istios(c.namespace).List(everything)
+	if err != nil || len(all) == 0 {
+		return nil
+	}
+	sort.Slice(all, func(i, j int) bool {
+		ti, tj := all[i].CreationTimestamp, all[j].CreationTimestamp
+		if !ti.Equal(&tj) {
+			return ti.Before(&tj)
+		}
+		return all[i].Name < all[j].Name
+	})
+	return all[0]
+}
+
+// notServed reports why a resource is ignored and lets go of it when it is
+// deleted: the operator never acted on it.
+func (c *Controller) notServed(ctx context.Context, istio *v1alpha2.Istio, state v1alpha2.State, reason, msg string) (queue.Result, error) {
+	if istio.DeletionTimestamp != nil {
+		return queue.Result{}, c.removeFinalizer(ctx, istio)
+	}
+	_, err := c.report(ctx, istio, state, reason, msg, nil)
+	return queue.Result{}, err
+}
+
+func (c *Controller) reconcile(ctx context.Context, istio *v1alpha2.Istio) (queue.Result, error) {
+	logger := klog.FromContext(ctx)
+
+	if errs := v1alpha2.ValidateSpec(&istio.Spec); len(errs) > 0 {
+		return c.failed(ctx, istio, v1alpha2.StateError, v1alpha2.ReasonValidationFailed,
+			"The Istio resource is invalid: "+errs.ToAggregate().Error()+".")
+	}
+	if exp := v1alpha2.ExperimentalFields(&istio.Spec); len(exp) > 0 && !ExperimentalBuild {
+		return c.failed(ctx, istio, v1alpha2.StateError, v1alpha2.ReasonExperimentalFeatureNotAvailable,
+			"Experimental features are available only in an experimental build of the operator; unset "+strings.Join(exp, ", ")+".")
+	}
+
+	target := istioclient.MustParseVersion(istioclient.Version)
+	installed, found, err := istioclient.InstalledVersion(c.live)
+	if err != nil {
+		return c.failed(ctx, istio, v1alpha2.StateWarning, v1alpha2.ReasonIstioVersionUpdateNotAllowed,
+			fmt.Sprintf("The installed Istio's version cannot be determined (%v); the operator leaves it untouched.", err))
+	}
+	if found {
+		if err := istioclient.CheckUpgrade(installed, target); err != nil {
+			res, werr := c.failed(ctx, istio, v1alpha2.StateWarning, v1alpha2.ReasonIstioVersionUpdateNotAllowed,
+				err.Error()+". The installation is left untouched.")
+			res.RequeueAfter = ResyncInterval
+			return res, werr
+		}
+	}
+
+	r, err := c.render(istio)
+	var invalid *istioclient.InvalidSpecError
+	if errors.As(err, &invalid) {
+		return c.failed(ctx, istio, v1alpha2.StateError, v1alpha2.ReasonValidationFailed,
+			fmt.Sprintf("The Istio resource is invalid: %v.", err))
+	}
+	if err != nil {
+		return c.failed(ctx, istio, v1alpha2.StateError, v1alpha2.ReasonIstioInstallUninstallFailed,
+			fmt.Sprintf("Rendering Istio %s failed: %v.", istioclient.Version, err))
+	}
+
+	plan := istioclient.MakePlan(r, c.live)
+	if !plan.Empty() {
+		action := c.action(found, installed, target, r.Hash)
+		logger.Info("Applying Istio", "action", action, "plan", plan.Summary(), "hash", r.Hash)
+		if action != actionRepair {
+			c.recorder.Eventf(istio, corev1.EventTypeNormal, action+"Started", "%s Istio %s: %s.", actionVerb[action], istioclient.Version, plan.Summary())
+		}
+		istio, err = c.progress(ctx, istio, fmt.Sprintf("%s Istio %s.", actionVerb[action], istioclient.Version))
+		if err != nil {
+			return queue.Result{}, err
+		}
+		start := c.clock.Now()
+		istio, err = c.apply(ctx, istio, r, plan)
+		if err != nil {
+			c.recorder.Eventf(istio, corev1.EventTypeWarning, action+"Failed", "%s Istio %s failed: %v", actionVerb[action], istioclient.Version, err)
+			if _, werr := c.report(ctx, c.latest(istio), v1alpha2.StateError, v1alpha2.ReasonIstioInstallUninstallFailed,
+				fmt.Sprintf("%s Istio %s failed and is retried: %v.", actionVerb[action], istioclient.Version, err), nil); werr != nil {
+				logger.Error(werr, "Writing the status")
+			}
+			return queue.Result{}, err
+		}
+		c.recorder.Eventf(istio, corev1.EventTypeNormal, action+"Succeeded", "%s Istio %s in %s: %s.",
+			actionDone[action], istioclient.Version, c.clock.Since(start).Round(10*time.Millisecond), plan.Summary())
+		istio = c.latest(istio)
+	}
+
+	if _, err := c.writeSummary(ctx, istio, v1alpha2.SpecWarnings(&istio.Spec)); err != nil {
+		return queue.Result{}, err
+	}
+	return queue.Result{RequeueAfter: ResyncInterval}, nil
+}
+
+// apply runs the installer, writing its progress to the Installed
+// condition at most once per ProgressInterval. It returns the resource as
+// last written.
+func (c *Controller) apply(ctx context.Context, istio *v1alpha2.Istio, r *istioclient.Rendered, plan *istioclient.Plan) (*v1alpha2.Istio, error) {
+	logger := klog.FromContext(ctx)
+	var last time.Time
+	installer := *c.installer
+	installer.Progress = func(msg string) {
+		if c.clock.Since(last) < ProgressInterval {
+			return
+		}
+		last = c.clock.Now()
+		updated, err := c.progress(ctx, istio, fmt.Sprintf("%s Istio %s: %s.", actionVerb[actionInstall], istioclient.Version, msg))
+		if err != nil {
+			logger.V(2).Info("Writing progress failed", "err", err.Error())
+			return
+		}
+		istio = updated
+	}
+	err := installer.Apply(ctx, r, plan)
+	return istio, err
+}
+
+// latest returns the cached resource when the watch has delivered a newer
+// version than the one the controller holds (its own last write, usually).
+func (c *Controller) latest(istio *v1alpha2.Istio) *v1alpha2.Istio {
+	cached, err := c.istios.Istios(istio.Namespace).Get(istio.Name)
+	if err == nil && cached.UID == istio.UID && newerResourceVersion(cached.ResourceVersion, istio.ResourceVersion) {
+		return cached.DeepCopy()
+	}
+	return istio
+}
+
+// newest returns a copy of the cached resource, or of the controller's own
+// last write of it when the cache has not caught up with that yet.
+func (c *Controller) newest(cached *v1alpha2.Istio) *v1alpha2.Istio {
+	key := cache.MetaObjectToName(cached)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w, ok := c.written[key]
+	if ok && w.UID == cached.UID && newerResourceVersion(w.ResourceVersion, cached.ResourceVersion) {
+		return w.DeepCopy()
+	}
+	delete(c.written, key)
+	return cached.DeepCopy()
+}
+
+func (c *Controller) wrote(istio *v1alpha2.Istio) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.written[cache.MetaObjectToName(istio)] = istio.DeepCopy()
+}
+
+// newerResourceVersion compares resource versions as the API server issues
+// them (etcd revisions, increasing numbers).
+func newerResourceVersion(a, b string) bool {
+	var ia, ib uint64
+	if _, err := fmt.Sscan(a, &ia); err != nil {
+		return false
+	}
+	if _, err := fmt.Sscan(b, &ib); err != nil {
+		return false
+	}
+	return ia > ib
+}
+
+const (
+	actionInstall = "Install"
+	actionUpgrade = "Upgrade"
+	actionUpdate  = "Update"
+	actionRepair  = "Repair"
+)
+
+var actionVerb = map[string]string{
+	actionInstall: "Installing", actionUpgrade: "Upgrading", actionUpdate: "Reconfiguring", actionRepair: "Repairing",
+}
+
+var actionDone = map[string]string{
+	actionInstall: "Installed", actionUpgrade: "Upgraded", actionUpdate: "Reconfigured", actionRepair: "Repaired",
+}
+
+// action names what a non-empty plan does: a first install, an upgrade, a
+// new configuration, or the repair of objects someone changed or deleted.
+func (c *Controller) action(found bool, installed, target istioclient.SemVer, hash string) string {
+	switch {
+	case !found && !c.anyOwned():
+		return actionInstall
+	case found && installed.Compare(target) != 0:
+		return actionUpgrade
+	}
+	istiod := c.live.Get(deploymentGVK, istioclient.Namespace, "istiod")
+	if istiod != nil && istiod.GetAnnotations()[istioclient.ConfigHashAnnotation] != hash {
+		return actionUpdate
+	}
+	return actionRepair
+}
+
+// anyOwned reports whether any object of an installation exists.
+func (c *Controller) anyOwned() bool {
+	for gvk := range ownedKinds {
+		if len(c.live.Owned(gvk)) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// render renders the resource's IstioOperator, reusing the last rendering
+// while the spec is unchanged (rendering costs about 0.4 s of CPU).
+func (c *Controller) render(istio *v1alpha2.Istio) (*istioclient.Rendered, error) {
+	spec, err := json.Marshal(istio.Spec)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(spec)
+	key := hex.EncodeToString(sum[:])
+	c.mu.Lock()
+	r, ok := c.rendered[key]
+	c.mu.Unlock()
+	if ok {
+		return r, nil
+	}
+	iop, err := istioclient.DesiredIstioOperator(&istio.Spec)
+	if err != nil {
+		return nil, err
+	}
+	r, err = istioclient.Render(iop, c.istioKube)
+	if err != nil {
+		return nil, err
+	}
+	if istio.Spec.NetworkPoliciesWanted() {
+		if r, err = r.WithNetworkPolicies(c.namespace); err != nil {
+			return nil, err
+		}
+	}
+	c.mu.Lock()
+	c.rendered = map[string]*istioclient.Rendered{key: r}
+	c.mu.Unlock()
+	return r, nil
+}

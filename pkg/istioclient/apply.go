@@ -1,0 +1,503 @@
+package istioclient
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"istio.io/istio/operator/pkg/component"
+	"istio.io/istio/operator/pkg/manifest"
+	"istio.io/istio/operator/pkg/uninstall"
+	"istio.io/istio/operator/pkg/webhook"
+	"istio.io/istio/pkg/kube"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/klog/v2"
+)
+
+// Labels and annotations the installer puts on every object, as Istio's own
+// installer does, so that Istio's tooling (istioctl, pruning) recognises
+// them; plus the hash of the configuration the object was applied for.
+const (
+	ConfigHashAnnotation = "operator.kyma-project.io/applied-configuration-hash"
+	ownerName            = "installed-state"
+	fieldManager         = "istio-operator"
+	revision             = "default"
+)
+
+// OwnedSelector selects every object the installer owns.
+const OwnedSelector = manifest.IstioComponentLabel
+
+// ownerLabels are the labels Istio's installer sets (see its getOwnerLabels);
+// version is the Istio version installed.
+func ownerLabels(comp component.Name, version string) map[string]string {
+	l := map[string]string{
+		manifest.OperatorManagedLabel:    "Reconcile",
+		manifest.OperatorVersionLabel:    version,
+		manifest.OwningResourceName:      ownerName,
+		manifest.OwningResourceNamespace: Namespace,
+		"istio.io/rev":                   revision,
+	}
+	if comp != "" {
+		l[manifest.IstioComponentLabel] = string(comp)
+	}
+	return l
+}
+
+// LiveObjects reads the installer's objects from the operator's caches.
+type LiveObjects interface {
+	// Get returns the live object, or nil.
+	Get(gvk schema.GroupVersionKind, namespace, name string) *unstructured.Unstructured
+	// Owned returns every live object of the kind that carries the
+	// installer's component label.
+	Owned(gvk schema.GroupVersionKind) []*unstructured.Unstructured
+}
+
+// Object is a rendered object with the component it belongs to.
+type Object struct {
+	Component component.Name
+	manifest.Manifest
+}
+
+func (o Object) String() string {
+	return fmt.Sprintf("%s %s", o.GetKind(), objectName(o.Unstructured))
+}
+
+func objectName(u *unstructured.Unstructured) string {
+	if u.GetNamespace() == "" {
+		return u.GetName()
+	}
+	return u.GetNamespace() + "/" + u.GetName()
+}
+
+// Plan is what it takes to make the cluster match a rendering.
+type Plan struct {
+	// Apply are the rendered objects that are missing or drifted, with the reason.
+	Apply []Change
+	// Prune are installer-owned objects the rendering no longer contains.
+	Prune []*unstructured.Unstructured
+}
+
+// Change is one object to apply and why.
+type Change struct {
+	Object
+	Reason string
+}
+
+// Empty reports whether the cluster already matches.
+func (p *Plan) Empty() bool { return len(p.Apply) == 0 && len(p.Prune) == 0 }
+
+// Summary describes the plan in one sentence for logs and Events.
+func (p *Plan) Summary() string {
+	var parts []string
+	for i, c := range p.Apply {
+		if i == 3 {
+			parts = append(parts, fmt.Sprintf("and %d more", len(p.Apply)-3))
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%s (%s)", c.Object, c.Reason))
+	}
+	s := "apply " + strings.Join(parts, ", ")
+	if len(p.Apply) == 0 {
+		s = "apply nothing"
+	}
+	if len(p.Prune) > 0 {
+		s += fmt.Sprintf("; prune %d objects no longer rendered", len(p.Prune))
+	}
+	return s
+}
+
+// Desired returns the rendered objects as they will be applied: with owner
+// labels and the configuration hash.
+func (r *Rendered) Desired() []Object {
+	var out []Object
+	for _, set := range r.Sets {
+		for _, m := range set.Manifests {
+			u := m.Unstructured.DeepCopy()
+			labels := u.GetLabels()
+			if labels == nil {
+				labels = map[string]string{}
+			}
+			for k, v := range ownerLabels(set.Component, r.Version) {
+				labels[k] = v
+			}
+			u.SetLabels(labels)
+			ann := u.GetAnnotations()
+			if ann == nil {
+				ann = map[string]string{}
+			}
+			ann[ConfigHashAnnotation] = r.Hash
+			u.SetAnnotations(ann)
+			mf, err := manifest.FromObject(u)
+			if err != nil {
+				// FromObject only marshals an object that was just parsed.
+				panic(err)
+			}
+			out = append(out, Object{Component: set.Component, Manifest: mf})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Hash() < out[j].Hash() })
+	return out
+}
+
+// MakePlan compares a rendering with the live objects.
+func MakePlan(r *Rendered, live LiveObjects) *Plan {
+	p := &Plan{}
+	wanted := map[string]bool{}
+	for _, o := range r.Desired() {
+		wanted[o.Hash()] = true
+		cur := live.Get(o.GroupVersionKind(), o.GetNamespace(), o.GetName())
+		switch {
+		case cur == nil:
+			p.Apply = append(p.Apply, Change{o, "missing"})
+		default:
+			if d := Drift(o.Unstructured, cur); d != "" {
+				p.Apply = append(p.Apply, Change{o, d})
+			}
+		}
+	}
+	for _, gvk := range append(uninstall.PrunedResourcesSchemas(), NetworkPolicyGVK) {
+		for _, cur := range live.Owned(gvk) {
+			labels := cur.GetLabels()
+			if labels[manifest.OwningResourceNotPruned] == "true" || labels[manifest.OwningResourceName] != ownerName {
+				continue
+			}
+			if !wanted[manifest.ObjectHash(cur)] {
+				p.Prune = append(p.Prune, cur)
+			}
+		}
+	}
+	return p
+}
+
+// Installer applies plans. It is safe to stop it at any point: the next
+// plan, made from the cluster as it is, picks up where it stopped.
+type Installer struct {
+	Dynamic dynamic.Interface
+	Mapper  meta.RESTMapper
+	// Istio is Istio's client, for its webhook checks; optional in tests.
+	Istio kube.CLIClient
+	Live  LiveObjects
+	// WaitTimeout bounds the wait for one component to become ready.
+	WaitTimeout time.Duration
+	// Progress receives one sentence whenever the installer moves on.
+	Progress func(string)
+}
+
+// componentDependencies are Istio's install order: a component is applied
+// once everything it depends on is applied and ready.
+var componentDependencies = map[component.Name][]component.Name{
+	component.CNIComponentName:     {component.BaseComponentName},
+	component.PilotComponentName:   {component.BaseComponentName},
+	component.IngressComponentName: {component.PilotComponentName},
+	component.EgressComponentName:  {component.PilotComponentName},
+	component.ZtunnelComponentName: {component.CNIComponentName},
+}
+
+// Apply applies the plan: components in Istio's dependency order, in
+// parallel where Istio allows it, each waited for until its workloads are
+// ready; then the objects no longer rendered are deleted. r is the
+// rendering the plan was made from.
+func (i *Installer) Apply(ctx context.Context, r *Rendered, p *Plan) error {
+	logger := klog.FromContext(ctx)
+	if err := i.ensureNamespace(ctx); err != nil {
+		return err
+	}
+	if i.Istio != nil && planTouches(p, "MutatingWebhookConfiguration") {
+		// Refuse to install an injector that would conflict with another
+		// revision's webhooks, as Istio's installer does.
+		if err := webhook.CheckWebhooks(r.Sets, r.Merged, i.Istio, nil); err != nil {
+			return fmt.Errorf("checking for conflicting sidecar injector webhooks: %w", err)
+		}
+	}
+
+	byComponent := map[component.Name][]Object{}
+	workloads := map[component.Name][]Object{}
+	for _, c := range p.Apply {
+		byComponent[c.Component] = append(byComponent[c.Component], c.Object)
+	}
+	for _, o := range r.Desired() {
+		if isWorkload(o.GetKind()) {
+			workloads[o.Component] = append(workloads[o.Component], o)
+		}
+	}
+
+	progress := newProgress(i.Progress)
+	done := map[component.Name]chan struct{}{}
+	for _, set := range r.Sets {
+		done[set.Component] = make(chan struct{})
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(r.Sets))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, set := range r.Sets {
+		comp := set.Component
+		wg.Go(func() {
+			defer close(done[comp])
+			for _, dep := range componentDependencies[comp] {
+				if ch, ok := done[dep]; ok {
+					select {
+					case <-ch:
+					case <-ctx.Done():
+						return
+					}
+				}
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			objs := byComponent[comp]
+			if len(objs) > 0 {
+				progress.set(comp, fmt.Sprintf("applying %d objects", len(objs)))
+				for _, o := range objs {
+					if err := i.apply(ctx, o); err != nil {
+						errs <- fmt.Errorf("%s: %w", userFacing(comp), err)
+						cancel()
+						return
+					}
+				}
+				logger.V(2).Info("Applied component", "component", comp, "objects", len(objs))
+			}
+			if err := i.waitReady(ctx, comp, workloads[comp], progress); err != nil {
+				errs <- fmt.Errorf("%s: %w", userFacing(comp), err)
+				cancel()
+				return
+			}
+			progress.done(comp)
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+
+	if i.Istio != nil {
+		// The default revision tag webhook is created once, on the first
+		// install, outside the charts (as Istio's installer does).
+		hooks, err := webhook.WebhooksToDeploy(r.Merged, i.Istio, ownerLabels("", r.Version), false)
+		if err != nil {
+			return fmt.Errorf("generating the revision tag webhook: %w", err)
+		}
+		for _, h := range hooks {
+			if err := i.apply(ctx, Object{Manifest: h}); err != nil {
+				return err
+			}
+		}
+	}
+
+	if len(p.Prune) > 0 {
+		i.progress("pruning %d objects no longer rendered", len(p.Prune))
+		for _, u := range p.Prune {
+			if err := i.delete(ctx, u); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (i *Installer) progress(format string, args ...any) {
+	if i.Progress != nil {
+		i.Progress(fmt.Sprintf(format, args...))
+	}
+}
+
+func planTouches(p *Plan, kind string) bool {
+	for _, c := range p.Apply {
+		if c.GetKind() == kind {
+			return true
+		}
+	}
+	return false
+}
+
+func (i *Installer) ensureNamespace(ctx context.Context) error {
+	ns := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1", "kind": "Namespace",
+		"metadata": map[string]any{"name": Namespace, "labels": map[string]any{
+			"istio-injection": "disabled", ManagedByLabel: ManagedByValue}},
+	}}
+	mf, err := manifest.FromObject(ns)
+	if err != nil {
+		return err
+	}
+	if i.Live.Get(ns.GroupVersionKind(), "", Namespace) != nil {
+		return nil
+	}
+	return i.apply(ctx, Object{Manifest: mf})
+}
+
+func (i *Installer) resource(gvk schema.GroupVersionKind, namespace string) (dynamic.ResourceInterface, error) {
+	m, err := i.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		return nil, fmt.Errorf("mapping %s: %w", gvk, err)
+	}
+	if m.Scope.Name() == meta.RESTScopeNameNamespace {
+		return i.Dynamic.Resource(m.Resource).Namespace(namespace), nil
+	}
+	return i.Dynamic.Resource(m.Resource), nil
+}
+
+// apply server-side applies one object with the installer's field manager,
+// taking over fields others changed (that is the repair).
+func (i *Installer) apply(ctx context.Context, o Object) error {
+	res, err := i.resource(o.GroupVersionKind(), o.GetNamespace())
+	if err != nil {
+		return err
+	}
+	data, err := json.Marshal(o.Unstructured.Object)
+	if err != nil {
+		return err
+	}
+	force := true
+	if _, err := res.Patch(ctx, o.GetName(), types.ApplyPatchType, data,
+		metav1.PatchOptions{FieldManager: fieldManager, Force: &force}); err != nil {
+		return fmt.Errorf("applying %s: %w", o, err)
+	}
+	return nil
+}
+
+func (i *Installer) delete(ctx context.Context, u *unstructured.Unstructured) error {
+	res, err := i.resource(u.GroupVersionKind(), u.GetNamespace())
+	if err != nil {
+		return err
+	}
+	policy := metav1.DeletePropagationForeground
+	err = res.Delete(ctx, u.GetName(), metav1.DeleteOptions{PropagationPolicy: &policy})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting %s %s: %w", u.GetKind(), objectName(u), err)
+	}
+	return nil
+}
+
+func isWorkload(kind string) bool {
+	return kind == "Deployment" || kind == "DaemonSet" || kind == "CustomResourceDefinition"
+}
+
+// waitReady polls the caches (cheap) until every workload of the component
+// is ready: Deployments and DaemonSets rolled out, CRDs established.
+func (i *Installer) waitReady(ctx context.Context, comp component.Name, objs []Object, progress *progressLog) error {
+	timeout := i.WaitTimeout
+	if timeout <= 0 {
+		timeout = 150 * time.Second
+	}
+	var pending []string
+	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		pending = pending[:0]
+		for _, o := range objs {
+			cur := i.Live.Get(o.GroupVersionKind(), o.GetNamespace(), o.GetName())
+			if cur == nil || !Ready(cur) {
+				pending = append(pending, o.String())
+			}
+		}
+		if len(pending) > 0 {
+			progress.set(comp, "waiting for "+strings.Join(pending, ", "))
+		}
+		return len(pending) == 0, nil
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("not ready after %s: %s", timeout, strings.Join(pending, ", "))
+	}
+	return nil
+}
+
+// Ready reports whether a live workload is ready: a Deployment whose
+// current generation is fully rolled out and available, a DaemonSet updated
+// and ready on every node, an Established CRD.
+func Ready(u *unstructured.Unstructured) bool {
+	gen := u.GetGeneration()
+	observed, _, _ := unstructured.NestedInt64(u.Object, "status", "observedGeneration")
+	switch u.GetKind() {
+	case "Deployment":
+		replicas, found, _ := unstructured.NestedInt64(u.Object, "spec", "replicas")
+		if !found {
+			replicas = 1
+		}
+		updated, _, _ := unstructured.NestedInt64(u.Object, "status", "updatedReplicas")
+		available, _, _ := unstructured.NestedInt64(u.Object, "status", "availableReplicas")
+		total, _, _ := unstructured.NestedInt64(u.Object, "status", "replicas")
+		return observed >= gen && updated >= replicas && available >= replicas && total == updated
+	case "DaemonSet":
+		desired, _, _ := unstructured.NestedInt64(u.Object, "status", "desiredNumberScheduled")
+		updated, _, _ := unstructured.NestedInt64(u.Object, "status", "updatedNumberScheduled")
+		ready, _, _ := unstructured.NestedInt64(u.Object, "status", "numberReady")
+		return observed >= gen && updated == desired && ready == desired
+	case "CustomResourceDefinition":
+		conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+		for _, c := range conds {
+			m, _ := c.(map[string]any)
+			if m["type"] == "Established" && m["status"] == "True" {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}
+
+func userFacing(c component.Name) string {
+	return component.UserFacingComponentName(c)
+}
+
+// progressLog turns per-component progress into one sentence.
+type progressLog struct {
+	mu    sync.Mutex
+	state map[component.Name]string
+	send  func(string)
+	last  string
+}
+
+func newProgress(send func(string)) *progressLog {
+	return &progressLog{state: map[component.Name]string{}, send: send}
+}
+
+func (p *progressLog) set(c component.Name, s string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.state[c] = s
+	p.emit()
+}
+
+func (p *progressLog) done(c component.Name) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.state, c)
+	p.emit()
+}
+
+func (p *progressLog) emit() {
+	if p.send == nil {
+		return
+	}
+	var parts []string
+	for c, s := range p.state {
+		parts = append(parts, userFacing(c)+": "+s)
+	}
+	if len(parts) == 0 {
+		return
+	}
+	sort.Strings(parts)
+	msg := strings.Join(parts, "; ")
+	if msg != p.last {
+		p.last = msg
+		p.send(msg)
+	}
+}

@@ -1,0 +1,126 @@
+package istioclient
+
+import (
+	"strings"
+	"testing"
+
+	"istio.io/istio/operator/pkg/manifest"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
+)
+
+// fakeLive is a LiveObjects over a map, as the caches would serve it.
+type fakeLive map[string]*unstructured.Unstructured
+
+func liveKey(gvk schema.GroupVersionKind, ns, name string) string {
+	return gvk.Kind + "/" + ns + "/" + name
+}
+
+func (f fakeLive) Get(gvk schema.GroupVersionKind, ns, name string) *unstructured.Unstructured {
+	return f[liveKey(gvk, ns, name)]
+}
+
+func (f fakeLive) Owned(gvk schema.GroupVersionKind) []*unstructured.Unstructured {
+	var out []*unstructured.Unstructured
+	for _, u := range f {
+		if u.GroupVersionKind() == gvk && u.GetLabels()[manifest.IstioComponentLabel] != "" {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+func (f fakeLive) put(u *unstructured.Unstructured) {
+	f[liveKey(u.GroupVersionKind(), u.GetNamespace(), u.GetName())] = u
+}
+
+// installed is a live state exactly as the rendering would leave it.
+func installed(r *Rendered) fakeLive {
+	live := fakeLive{}
+	for _, o := range r.Desired() {
+		live.put(o.Unstructured.DeepCopy())
+	}
+	return live
+}
+
+func TestMakePlan(t *testing.T) {
+	r := mustRender(t, &v1alpha2.IstioSpec{})
+
+	empty := MakePlan(r, fakeLive{})
+	if len(empty.Apply) != len(r.Desired()) || len(empty.Prune) != 0 {
+		t.Fatalf("on an empty cluster: %d to apply of %d rendered, %d to prune", len(empty.Apply), len(r.Desired()), len(empty.Prune))
+	}
+	for _, c := range empty.Apply {
+		if c.Reason != "missing" {
+			t.Fatalf("%s: reason %q", c.Object, c.Reason)
+		}
+	}
+
+	live := installed(r)
+	if p := MakePlan(r, live); !p.Empty() {
+		t.Fatalf("an up-to-date cluster needs %s", p.Summary())
+	}
+
+	// Drift: one edited image, one deleted object.
+	istiod := live.Get(schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}, Namespace, "istiod")
+	containers, _, _ := unstructured.NestedSlice(istiod.Object, "spec", "template", "spec", "containers")
+	containers[0].(map[string]any)["image"] = "example.com/pilot:evil"
+	if err := unstructured.SetNestedSlice(istiod.Object, containers, "spec", "template", "spec", "containers"); err != nil {
+		t.Fatal(err)
+	}
+	delete(live, liveKey(schema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}, Namespace, "istio"))
+	p := MakePlan(r, live)
+	if len(p.Apply) != 2 || len(p.Prune) != 0 {
+		t.Fatalf("after one edit and one delete: %s", p.Summary())
+	}
+	if s := p.Summary(); !strings.Contains(s, "Deployment istio-system/istiod (.spec.template.spec.containers.0.image is example.com/pilot:evil") ||
+		!strings.Contains(s, "ConfigMap istio-system/istio (missing)") {
+		t.Errorf("summary %q does not name both changes", s)
+	}
+
+	// A component switched off: its objects are pruned, nothing else.
+	withEgress := mustRender(t, &v1alpha2.IstioSpec{Components: &v1alpha2.Components{EgressGateway: &v1alpha2.EgressGateway{Enabled: ptrTo(true)}}})
+	live = installed(withEgress)
+	p = MakePlan(r, live)
+	if len(p.Prune) == 0 {
+		t.Fatal("disabling the egress gateway prunes nothing")
+	}
+	for _, u := range p.Prune {
+		if !strings.Contains(u.GetName(), "egressgateway") {
+			t.Errorf("prunes %s %s", u.GetKind(), u.GetName())
+		}
+	}
+}
+
+func TestDesiredCarriesOwnerLabelsAndHash(t *testing.T) {
+	r := mustRender(t, &v1alpha2.IstioSpec{})
+	for _, o := range r.Desired() {
+		l := o.GetLabels()
+		if l[manifest.IstioComponentLabel] == "" || l[manifest.OwningResourceName] != "installed-state" || l[manifest.OperatorVersionLabel] != Version {
+			t.Fatalf("%s labels %v", o, l)
+		}
+		if o.GetAnnotations()[ConfigHashAnnotation] != r.Hash {
+			t.Fatalf("%s has no configuration hash", o)
+		}
+	}
+	np, err := r.WithNetworkPolicies("kyma-system")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if np.Hash == r.Hash {
+		t.Error("network policies do not change the hash")
+	}
+	n := 0
+	for _, o := range np.Desired() {
+		if o.GetKind() == "NetworkPolicy" {
+			n++
+		}
+	}
+	if n != 4 {
+		t.Errorf("%d NetworkPolicies, want 4", n)
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }

@@ -1,0 +1,231 @@
+// Package installation tests the installation controller against a real
+// API server: install, no writes when nothing changed, configuration
+// changes, drift repair, and the one-resource rule.
+package installation
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
+
+	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/installation"
+	"github.com/meshkeeper/istio-operator/pkg/istioclient"
+	"github.com/meshkeeper/istio-operator/test/cluster"
+	"github.com/meshkeeper/istio-operator/test/operatortest"
+)
+
+const installTimeout = 2 * time.Minute
+
+func TestMain(m *testing.M) {
+	cluster.Main(m, cluster.Options{Nodes: 2})
+}
+
+// setup installs the CRD, starts the operator for a fresh namespace and
+// creates the served Istio resource; the cleanup uninstalls.
+func setup(t *testing.T, spec v1alpha2.IstioSpec) (string, *operatortest.Operator) {
+	t.Helper()
+	cluster.InstallIstioCRD(t)
+	ns := cluster.Namespace(t, nil)
+	op := operatortest.Start(t, ns)
+	operatortest.CreateIstio(t, ns, "default", spec)
+	t.Cleanup(func() { operatortest.DeleteIstio(t, installTimeout, ns, "default") })
+	return ns, op
+}
+
+func TestInstallThenNoWritesWhenNothingChanged(t *testing.T) {
+	ns, op := setup(t, v1alpha2.IstioSpec{})
+	start := time.Now()
+	istio := operatortest.WaitForState(t, installTimeout, ns, "default", v1alpha2.StateReady,
+		v1alpha2.ConditionInstalled, metav1.ConditionTrue, v1alpha2.ReasonIstioInstallSucceeded)
+	t.Logf("Istio installed and Ready in %s", time.Since(start).Round(time.Millisecond))
+
+	if istio.Status.InstalledVersion != istioclient.Version {
+		t.Errorf("status.installedVersion %q, want %s", istio.Status.InstalledVersion, istioclient.Version)
+	}
+	if c := meta.FindStatusCondition(istio.Status.Conditions, v1alpha2.ConditionReady); c == nil || c.Status != metav1.ConditionTrue {
+		t.Errorf("Ready condition %+v", c)
+	}
+	for _, w := range []struct{ kind, name, container, image string }{
+		{"Deployment", "istiod", "discovery", "docker.io/istio/pilot:" + istioclient.Version},
+		{"Deployment", "istio-ingressgateway", "istio-proxy", "docker.io/istio/proxyv2:" + istioclient.Version},
+		{"DaemonSet", "istio-cni-node", "install-cni", "docker.io/istio/install-cni:" + istioclient.Version},
+	} {
+		if got := operatortest.Image(t, w.kind, istioclient.Namespace, w.name, w.container); got != w.image {
+			t.Errorf("%s %s container %s runs %q, want %s", w.kind, w.name, w.container, got, w.image)
+		}
+	}
+	if !operatortest.HasEvent(t, ns, "default", "InstallSucceeded") {
+		t.Errorf("no InstallSucceeded Event; events: %v", operatortest.Events(t, ns, "default"))
+	}
+
+	// Resync with nothing changed: the reconcile runs, and writes nothing.
+	writes := operatortest.WriteCounts(t)
+	for range 3 {
+		before := operatortest.Reconciles(t, installation.Name)
+		op.Installation.Loop().Add(cache.ObjectName{Namespace: ns, Name: "default"})
+		cluster.WaitFor(t, 30*time.Second, "a resync reconcile", func(context.Context) (bool, error) {
+			return operatortest.Reconciles(t, installation.Name) > before, nil
+		})
+	}
+	if got := operatortest.NewWrites(t, writes); len(got) != 0 {
+		t.Errorf("writes during resyncs with nothing changed: %v, want none", got)
+	}
+	if lists := operatortest.Requests(t, func(verb, _ string) bool { return verb == "list" }); lists > 0 {
+		t.Logf("LIST requests since start: %v (informer start-up and Istio's webhook checks)", lists)
+	}
+}
+
+func TestConfigChangeAndDriftRepair(t *testing.T) {
+	ns, _ := setup(t, v1alpha2.IstioSpec{})
+	operatortest.WaitForState(t, installTimeout, ns, "default", v1alpha2.StateReady, v1alpha2.ConditionInstalled, metav1.ConditionTrue, v1alpha2.ReasonIstioInstallSucceeded)
+	kube := cluster.Current().Clientset()
+
+	// A changed field reaches the mesh configuration.
+	patch := []byte(`{"spec":{"config":{"numTrustedProxies":3}}}`)
+	if _, err := operatortest.Client(t).OperatorV1alpha2().Istios(ns).Patch(t.Context(), "default", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cluster.WaitFor(t, 30*time.Second, "numTrustedProxies 3 in the mesh config", func(ctx context.Context) (bool, error) {
+		cm, err := kube.CoreV1().ConfigMaps(istioclient.Namespace).Get(ctx, "istio", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		return strings.Contains(cm.Data["mesh"], "numTrustedProxies: 3"), nil
+	})
+	operatortest.WaitForState(t, installTimeout, ns, "default", v1alpha2.StateReady, v1alpha2.ConditionInstalled, metav1.ConditionTrue, v1alpha2.ReasonIstioInstallSucceeded)
+
+	// networkPoliciesEnabled adds the policies, and unsetting it prunes them.
+	policies := func(ctx context.Context) (int, error) {
+		n := 0
+		for _, namespace := range []string{istioclient.Namespace, ns} {
+			l, err := kube.NetworkingV1().NetworkPolicies(namespace).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return 0, err
+			}
+			n += len(l.Items)
+		}
+		return n, nil
+	}
+	for _, enabled := range []bool{true, false} {
+		p := []byte(fmt.Sprintf(`{"spec":{"networkPoliciesEnabled":%t}}`, enabled))
+		if _, err := operatortest.Client(t).OperatorV1alpha2().Istios(ns).Patch(t.Context(), "default", types.MergePatchType, p, metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		want := 0
+		if enabled {
+			want = 4
+		}
+		cluster.WaitFor(t, 30*time.Second, fmt.Sprintf("%d NetworkPolicies", want), func(ctx context.Context) (bool, error) {
+			n, err := policies(ctx)
+			return n == want, err
+		})
+	}
+	operatortest.WaitForState(t, installTimeout, ns, "default", v1alpha2.StateReady, v1alpha2.ConditionInstalled, metav1.ConditionTrue, v1alpha2.ReasonIstioInstallSucceeded)
+
+	// A deleted Deployment comes back within seconds.
+	old, err := kube.AppsV1().Deployments(istioclient.Namespace).Get(t.Context(), "istiod", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kube.AppsV1().Deployments(istioclient.Namespace).Delete(t.Context(), "istiod", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	cluster.WaitFor(t, 15*time.Second, "istiod recreated", func(ctx context.Context) (bool, error) {
+		d, err := kube.AppsV1().Deployments(istioclient.Namespace).Get(ctx, "istiod", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return err == nil && d.UID != old.UID, err
+	})
+	t.Logf("deleted istiod recreated in %s", time.Since(start).Round(time.Millisecond))
+
+	// An edited image is restored.
+	want := "docker.io/istio/pilot:" + istioclient.Version
+	edit := []byte(`{"spec":{"template":{"spec":{"containers":[{"name":"discovery","image":"docker.io/istio/pilot:0.0.1"}]}}}}`)
+	cluster.WaitFor(t, 15*time.Second, "istiod image edited", func(ctx context.Context) (bool, error) {
+		_, err := kube.AppsV1().Deployments(istioclient.Namespace).Patch(ctx, "istiod", types.StrategicMergePatchType, edit, metav1.PatchOptions{})
+		return err == nil, err
+	})
+	start = time.Now()
+	cluster.WaitFor(t, 15*time.Second, "istiod image restored to "+want, func(context.Context) (bool, error) {
+		return operatortest.Image(t, "Deployment", istioclient.Namespace, "istiod", "discovery") == want, nil
+	})
+	t.Logf("edited istiod image restored in %s", time.Since(start).Round(time.Millisecond))
+	operatortest.WaitForState(t, installTimeout, ns, "default", v1alpha2.StateReady, v1alpha2.ConditionInstalled, metav1.ConditionTrue, v1alpha2.ReasonIstioInstallSucceeded)
+	if !operatortest.HasEvent(t, ns, "default", "RepairSucceeded") {
+		t.Errorf("no RepairSucceeded Event; events: %v", operatortest.Events(t, ns, "default"))
+	}
+
+	// Istio's own run-time change (istiod patching its webhook's CA bundle)
+	// is not drift: no repair follows.
+	writes := operatortest.WriteCounts(t)
+	caPatch := []byte(`{"webhooks":[{"name":"rev.validation.istio.io","clientConfig":{"caBundle":"Y2E="}}]}`)
+	if _, err := kube.AdmissionregistrationV1().ValidatingWebhookConfigurations().Patch(t.Context(), "istio-validator-istio-system",
+		types.StrategicMergePatchType, caPatch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Give the watch time to deliver the change and a reconcile to run.
+	before := operatortest.Reconciles(t, installation.Name)
+	cluster.WaitFor(t, 30*time.Second, "a reconcile after the CA bundle patch", func(context.Context) (bool, error) {
+		return operatortest.Reconciles(t, installation.Name) > before, nil
+	})
+	if got := operatortest.NewWrites(t, writes); len(got) != 0 {
+		t.Errorf("writes after an istiod-style CA bundle patch: %v, want none", got)
+	}
+}
+
+func TestOnlyTheOldestResourceIsServed(t *testing.T) {
+	ns, _ := setup(t, v1alpha2.IstioSpec{})
+	operatortest.WaitForState(t, installTimeout, ns, "default", v1alpha2.StateReady, v1alpha2.ConditionInstalled, metav1.ConditionTrue, v1alpha2.ReasonIstioInstallSucceeded)
+
+	operatortest.CreateIstio(t, ns, "second", v1alpha2.IstioSpec{Config: v1alpha2.Config{NumTrustedProxies: ptr.To[int64](4)}})
+	second := operatortest.WaitForState(t, 30*time.Second, ns, "second", v1alpha2.StateWarning,
+		v1alpha2.ConditionReady, metav1.ConditionFalse, v1alpha2.ReasonOlderCRExists)
+	if c := meta.FindStatusCondition(second.Status.Conditions, v1alpha2.ConditionReady); !strings.Contains(c.Message, ns+"/default") {
+		t.Errorf("message %q does not name the served resource", c.Message)
+	}
+	if len(second.Finalizers) != 0 {
+		t.Errorf("the ignored resource got finalizers %v", second.Finalizers)
+	}
+	operatortest.WaitForState(t, 10*time.Second, ns, "default", v1alpha2.StateReady, v1alpha2.ConditionReady, metav1.ConditionTrue, v1alpha2.ReasonReconcileSucceeded)
+	if !operatortest.HasEvent(t, ns, "second", v1alpha2.ReasonOlderCRExists) {
+		t.Errorf("no OlderCRExists Event on the second resource")
+	}
+	operatortest.DeleteIstio(t, 30*time.Second, ns, "second")
+
+	// A resource outside the operator's namespace is an error.
+	other := cluster.Namespace(t, nil)
+	operatortest.CreateIstio(t, other, "default", v1alpha2.IstioSpec{})
+	operatortest.WaitForState(t, 30*time.Second, other, "default", v1alpha2.StateError,
+		v1alpha2.ConditionReady, metav1.ConditionFalse, v1alpha2.ReasonWrongNamespace)
+	operatortest.DeleteIstio(t, 30*time.Second, other, "default")
+}
+
+func TestInvalidSpecIsReported(t *testing.T) {
+	ns, _ := setup(t, v1alpha2.IstioSpec{Config: v1alpha2.Config{
+		ProxyStatsMatcher: &v1alpha2.ProxyStatsMatcher{InclusionRegexps: []string{"(unclosed"}},
+	}})
+	i := operatortest.WaitForState(t, 30*time.Second, ns, "default", v1alpha2.StateError,
+		v1alpha2.ConditionReady, metav1.ConditionFalse, v1alpha2.ReasonValidationFailed)
+	c := meta.FindStatusCondition(i.Status.Conditions, v1alpha2.ConditionReady)
+	if !strings.Contains(c.Message, "spec.config.proxyStatsMatcher.inclusionRegexps[0]") {
+		t.Errorf("message %q does not name the field", c.Message)
+	}
+	if !operatortest.HasEvent(t, ns, "default", v1alpha2.ReasonValidationFailed) {
+		t.Error("no ValidationFailed Event")
+	}
+	if _, err := cluster.Current().Clientset().AppsV1().Deployments(istioclient.Namespace).Get(t.Context(), "istiod", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("istiod exists although the spec is invalid (err %v)", err)
+	}
+}
