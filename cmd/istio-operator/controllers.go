@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/meshkeeper/istio-operator/pkg/controllers/ingressgateway"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/installation"
 	"github.com/meshkeeper/istio-operator/pkg/operator"
 )
@@ -9,5 +10,6 @@ import (
 func controllers() []operator.Constructor {
 	return []operator.Constructor{
 		installation.New,
+		ingressgateway.New,
 	}
 }

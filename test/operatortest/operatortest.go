@@ -12,6 +12,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"k8s.io/klog/v2"
 
+	"github.com/meshkeeper/istio-operator/pkg/controllers/ingressgateway"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/installation"
 	"github.com/meshkeeper/istio-operator/pkg/metrics"
 	"github.com/meshkeeper/istio-operator/pkg/operator"
@@ -20,8 +21,9 @@ import (
 
 // Operator is a running operator.
 type Operator struct {
-	Installation *installation.Controller
-	stop         func()
+	Installation   *installation.Controller
+	IngressGateway *ingressgateway.Controller
+	stop           func()
 }
 
 // Start runs the operator, serving namespace, until the test ends.
@@ -44,6 +46,13 @@ func Start(t *testing.T, namespace string) *Operator {
 					c, err := installation.New(ctx, d)
 					if err == nil {
 						op.Installation = c.(*installation.Controller)
+					}
+					return c, err
+				},
+				func(ctx context.Context, d *operator.Deps) (operator.Controller, error) {
+					c, err := ingressgateway.New(ctx, d)
+					if err == nil {
+						op.IngressGateway = c.(*ingressgateway.Controller)
 					}
 					return c, err
 				},

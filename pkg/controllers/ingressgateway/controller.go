@@ -1,0 +1,104 @@
+// Package ingressgateway is the ingress gateway controller. Envoy in the
+// istio-ingressgateway reads some settings only at start (trusted proxies,
+// client certificate forwarding, trust domain, stats matcher, DNS capture),
+// so a change of them needs new gateway pods. The installer renders the
+// hash of those settings into the gateway's pod template (see
+// istioclient.GatewayConfigAnnotation), which rolls the gateway exactly
+// once per change, after the new mesh configuration is in place. This
+// controller makes sure the gateway runs that configuration: it repairs the
+// annotation if someone changed it (one roll), follows the rollout, and
+// reports it in the IngressGatewayReady condition.
+package ingressgateway
+
+import (
+	"context"
+	"time"
+
+	appslisters "k8s.io/client-go/listers/apps/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
+
+	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
+	listers "github.com/meshkeeper/istio-operator/pkg/generated/listers/operator/v1alpha2"
+	"github.com/meshkeeper/istio-operator/pkg/istioclient"
+	"github.com/meshkeeper/istio-operator/pkg/operator"
+)
+
+// Name is the controller's name.
+const Name = "ingressgateway"
+
+// Requeue intervals of this controller.
+const (
+	// RollingInterval re-checks a gateway while it rolls (its Deployment's
+	// events also wake the controller).
+	RollingInterval = 5 * time.Second
+	// ConvergedInterval is the safety net once the gateway runs the
+	// desired configuration.
+	ConvergedInterval = 10 * time.Minute
+)
+
+// Controller is the ingress gateway controller.
+type Controller struct {
+	namespace   string
+	loop        *queue.Loop[cache.ObjectName]
+	istios      listers.IstioLister
+	deployments appslisters.DeploymentLister
+	kube        kubernetes.Interface
+	status      *status.Writer
+	recorder    record.EventRecorder
+	clock       clock.PassiveClock
+}
+
+// New builds the controller and registers its informers.
+func New(_ context.Context, d *operator.Deps) (operator.Controller, error) {
+	c := &Controller{
+		namespace:   d.Namespace,
+		istios:      d.OperatorInformers.Operator().V1alpha2().Istios().Lister(),
+		deployments: d.KubeInformers.Apps().V1().Deployments().Lister(),
+		kube:        d.KubeClient,
+		status:      status.NewWriter(d.OperatorClient, Name, d.Clock),
+		recorder:    d.Recorder(Name),
+		clock:       d.Clock,
+	}
+	c.loop = queue.New(queue.Config[cache.ObjectName]{Name: Name, Clock: d.Clock}, c.sync)
+	if _, err := d.OperatorInformers.Operator().V1alpha2().Istios().Informer().AddEventHandler(c.loop.Handler(queue.ObjectNameKey)); err != nil {
+		return nil, err
+	}
+	gatewayEvents := c.loop.Handler(func(obj any) []cache.ObjectName {
+		name, err := cache.ObjectToName(obj)
+		if err != nil || name.Namespace != istioclient.Namespace || name.Name != istioclient.IngressGatewayName {
+			return nil
+		}
+		return c.servedKeys()
+	})
+	if _, err := d.KubeInformers.Apps().V1().Deployments().Informer().AddEventHandler(gatewayEvents); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Name implements operator.Controller.
+func (c *Controller) Name() string { return Name }
+
+// Run implements operator.Controller.
+func (c *Controller) Run(ctx context.Context, workers int) { c.loop.Run(ctx, workers) }
+
+// Loop exposes the work loop to tests.
+func (c *Controller) Loop() *queue.Loop[cache.ObjectName] { return c.loop }
+
+// servedKeys are the resources in the operator's namespace; the sync of
+// each decides whether it is served.
+func (c *Controller) servedKeys() []cache.ObjectName {
+	all, err := c.istios.Istios(c.namespace).List(everything)
+	if err != nil {
+		return nil
+	}
+	keys := make([]cache.ObjectName, 0, len(all))
+	for _, i := range all {
+		keys = append(keys, cache.MetaObjectToName(i))
+	}
+	return keys
+}

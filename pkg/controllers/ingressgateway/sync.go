@@ -1,0 +1,112 @@
+package ingressgateway
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	appsac "k8s.io/client-go/applyconfigurations/apps/v1"
+	coreac "k8s.io/client-go/applyconfigurations/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
+	"github.com/meshkeeper/istio-operator/pkg/istioclient"
+)
+
+var everything = labels.Everything()
+
+func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (queue.Result, error) {
+	cached, err := c.istios.Istios(key.Namespace).Get(key.Name)
+	if apierrors.IsNotFound(err) {
+		return queue.Result{}, nil
+	}
+	if err != nil {
+		return queue.Result{}, err
+	}
+	istio := cached.DeepCopy()
+	in := status.InstallationOf(istio)
+	if !in.Served || istio.DeletionTimestamp != nil {
+		return queue.Result{}, nil
+	}
+	if !in.Current {
+		_, _, err := c.status.Apply(ctx, istio, status.Update{Conditions: []status.Condition{status.Waiting(v1alpha2.ConditionIngressGatewayReady, in)}})
+		return queue.Result{}, err
+	}
+
+	want := istioclient.GatewayConfigHash(&istio.Spec)
+	d, err := c.deployments.Deployments(istioclient.Namespace).Get(istioclient.IngressGatewayName)
+	if apierrors.IsNotFound(err) {
+		return c.report(ctx, istio, metav1.ConditionFalse, v1alpha2.ReasonIngressGatewayMissing, fmt.Sprintf(
+			"The Deployment %s/%s does not exist; the installation controller recreates it.", istioclient.Namespace, istioclient.IngressGatewayName), RollingInterval)
+	}
+	if err != nil {
+		return queue.Result{}, err
+	}
+
+	if got := d.Spec.Template.Annotations[istioclient.GatewayConfigAnnotation]; got != want {
+		// Someone changed or removed the annotation the installer set: the
+		// pods may not run the configuration. Roll once, to the desired one.
+		if err := c.roll(ctx, want); err != nil {
+			c.recorder.Eventf(istio, corev1.EventTypeWarning, v1alpha2.ReasonIngressGatewayRestartFailed, "Restarting the ingress gateway failed: %v", err)
+			return queue.Result{}, err
+		}
+		klog.FromContext(ctx).Info("Restarted the ingress gateway", "configuration", want, "was", got)
+		c.recorder.Eventf(istio, corev1.EventTypeNormal, "IngressGatewayRestarted",
+			"Restarted the ingress gateway so that it runs start-time configuration %s (its pods carried %q).", want, got)
+		return c.report(ctx, istio, metav1.ConditionFalse, v1alpha2.ReasonIngressGatewayRestartInProgress, fmt.Sprintf(
+			"Restarting the ingress gateway to start-time configuration %s.", want), RollingInterval)
+	}
+
+	if updated, total, ok := rolledOut(d); !ok {
+		return c.report(ctx, istio, metav1.ConditionFalse, v1alpha2.ReasonIngressGatewayRestartInProgress, fmt.Sprintf(
+			"The ingress gateway is rolling to start-time configuration %s: %d of %d pods updated and available.", want, updated, total), RollingInterval)
+	}
+	prev := meta.FindStatusCondition(istio.Status.Conditions, v1alpha2.ConditionIngressGatewayReady)
+	res, err := c.report(ctx, istio, metav1.ConditionTrue, v1alpha2.ReasonIngressGatewayRestartSucceeded, fmt.Sprintf(
+		"The ingress gateway runs start-time configuration %s and is available (%d replicas).", want, d.Status.AvailableReplicas), ConvergedInterval)
+	if err == nil && prev != nil && prev.Reason == v1alpha2.ReasonIngressGatewayRestartInProgress {
+		c.recorder.Eventf(istio, corev1.EventTypeNormal, v1alpha2.ReasonIngressGatewayRestartSucceeded,
+			"The ingress gateway rolled out start-time configuration %s.", want)
+	}
+	return res, err
+}
+
+// report writes the controller's condition and schedules the next check.
+func (c *Controller) report(ctx context.Context, istio *v1alpha2.Istio, s metav1.ConditionStatus, reason, msg string, after time.Duration) (queue.Result, error) {
+	_, _, err := c.status.Apply(ctx, istio, status.Update{Conditions: []status.Condition{{
+		Type: v1alpha2.ConditionIngressGatewayReady, Status: s, Reason: reason, Message: msg,
+	}}})
+	return queue.Result{RequeueAfter: after}, err
+}
+
+// roll sets the pod-template annotation to the desired configuration hash,
+// owning only that field (server-side apply): one new ReplicaSet.
+func (c *Controller) roll(ctx context.Context, hash string) error {
+	ac := appsac.Deployment(istioclient.IngressGatewayName, istioclient.Namespace).
+		WithSpec(appsac.DeploymentSpec().WithTemplate(coreac.PodTemplateSpec().
+			WithAnnotations(map[string]string{istioclient.GatewayConfigAnnotation: hash})))
+	_, err := c.kube.AppsV1().Deployments(istioclient.Namespace).Apply(ctx, ac,
+		metav1.ApplyOptions{FieldManager: status.FieldManagerPrefix + Name, Force: true})
+	return err
+}
+
+// rolledOut reports whether the Deployment's current template is rolled out
+// to every replica and available, with the counts for the message.
+func rolledOut(d *appsv1.Deployment) (updated, total int32, ok bool) {
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	s := d.Status
+	ok = s.ObservedGeneration >= d.Generation && s.UpdatedReplicas >= want && s.AvailableReplicas >= want && s.Replicas == s.UpdatedReplicas
+	return s.UpdatedReplicas, want, ok
+}
