@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/meshkeeper/istio-operator/pkg/controllers/ingressgateway"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/installation"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/peerauthentication"
 	"github.com/meshkeeper/istio-operator/pkg/operator"
 )
 
@@ -11,5 +12,6 @@ func controllers() []operator.Constructor {
 	return []operator.Constructor{
 		installation.New,
 		ingressgateway.New,
+		peerauthentication.New,
 	}
 }

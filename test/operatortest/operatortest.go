@@ -14,6 +14,7 @@ import (
 
 	"github.com/meshkeeper/istio-operator/pkg/controllers/ingressgateway"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/installation"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/peerauthentication"
 	"github.com/meshkeeper/istio-operator/pkg/metrics"
 	"github.com/meshkeeper/istio-operator/pkg/operator"
 	"github.com/meshkeeper/istio-operator/test/cluster"
@@ -21,9 +22,10 @@ import (
 
 // Operator is a running operator.
 type Operator struct {
-	Installation   *installation.Controller
-	IngressGateway *ingressgateway.Controller
-	stop           func()
+	Installation       *installation.Controller
+	IngressGateway     *ingressgateway.Controller
+	PeerAuthentication *peerauthentication.Controller
+	stop               func()
 }
 
 // Start runs the operator, serving namespace, until the test ends.
@@ -46,6 +48,13 @@ func Start(t *testing.T, namespace string) *Operator {
 					c, err := installation.New(ctx, d)
 					if err == nil {
 						op.Installation = c.(*installation.Controller)
+					}
+					return c, err
+				},
+				func(ctx context.Context, d *operator.Deps) (operator.Controller, error) {
+					c, err := peerauthentication.New(ctx, d)
+					if err == nil {
+						op.PeerAuthentication = c.(*peerauthentication.Controller)
 					}
 					return c, err
 				},

@@ -14,8 +14,8 @@ import (
 	"context"
 	"time"
 
-	appslisters "k8s.io/client-go/listers/apps/v1"
 	"k8s.io/client-go/kubernetes"
+	appslisters "k8s.io/client-go/listers/apps/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
@@ -72,7 +72,7 @@ func New(_ context.Context, d *operator.Deps) (operator.Controller, error) {
 		if err != nil || name.Namespace != istioclient.Namespace || name.Name != istioclient.IngressGatewayName {
 			return nil
 		}
-		return c.servedKeys()
+		return status.ServingCandidates(c.istios, c.namespace)
 	})
 	if _, err := d.KubeInformers.Apps().V1().Deployments().Informer().AddEventHandler(gatewayEvents); err != nil {
 		return nil, err
@@ -88,17 +88,3 @@ func (c *Controller) Run(ctx context.Context, workers int) { c.loop.Run(ctx, wor
 
 // Loop exposes the work loop to tests.
 func (c *Controller) Loop() *queue.Loop[cache.ObjectName] { return c.loop }
-
-// servedKeys are the resources in the operator's namespace; the sync of
-// each decides whether it is served.
-func (c *Controller) servedKeys() []cache.ObjectName {
-	all, err := c.istios.Istios(c.namespace).List(everything)
-	if err != nil {
-		return nil
-	}
-	keys := make([]cache.ObjectName, 0, len(all))
-	for _, i := range all {
-		keys = append(keys, cache.MetaObjectToName(i))
-	}
-	return keys
-}

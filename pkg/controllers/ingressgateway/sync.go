@@ -10,7 +10,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	appsac "k8s.io/client-go/applyconfigurations/apps/v1"
 	coreac "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/client-go/tools/cache"
@@ -21,8 +20,6 @@ import (
 	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
 	"github.com/meshkeeper/istio-operator/pkg/istioclient"
 )
-
-var everything = labels.Everything()
 
 func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (queue.Result, error) {
 	cached, err := c.istios.Istios(key.Namespace).Get(key.Name)
@@ -66,6 +63,10 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (queue.Resu
 			"Restarting the ingress gateway to start-time configuration %s.", want), RollingInterval)
 	}
 
+	if failed := progressFailure(d); failed != "" {
+		return c.report(ctx, istio, metav1.ConditionFalse, v1alpha2.ReasonIngressGatewayRestartFailed, fmt.Sprintf(
+			"The ingress gateway does not roll out: %s. Check its pods and events in %s.", failed, istioclient.Namespace), RollingInterval)
+	}
 	if updated, total, ok := rolledOut(d); !ok {
 		return c.report(ctx, istio, metav1.ConditionFalse, v1alpha2.ReasonIngressGatewayRestartInProgress, fmt.Sprintf(
 			"The ingress gateway is rolling to start-time configuration %s: %d of %d pods updated and available.", want, updated, total), RollingInterval)
@@ -97,6 +98,17 @@ func (c *Controller) roll(ctx context.Context, hash string) error {
 	_, err := c.kube.AppsV1().Deployments(istioclient.Namespace).Apply(ctx, ac,
 		metav1.ApplyOptions{FieldManager: status.FieldManagerPrefix + Name, Force: true})
 	return err
+}
+
+// progressFailure is the Deployment controller's verdict that a rollout is
+// stuck (progress deadline exceeded), or "".
+func progressFailure(d *appsv1.Deployment) string {
+	for _, c := range d.Status.Conditions {
+		if c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded" {
+			return c.Message
+		}
+	}
+	return ""
 }
 
 // rolledOut reports whether the Deployment's current template is rolled out

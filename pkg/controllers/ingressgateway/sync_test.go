@@ -70,3 +70,15 @@ func TestGatewayConfigHash(t *testing.T) {
 		seen[got] = true
 	}
 }
+
+func TestProgressFailure(t *testing.T) {
+	d := &appsv1.Deployment{}
+	if progressFailure(d) != "" {
+		t.Error("a Deployment without conditions counted as failed")
+	}
+	d.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentProgressing, Status: "False",
+		Reason: "ProgressDeadlineExceeded", Message: `ReplicaSet "gw-1" has timed out progressing.`}}
+	if got := progressFailure(d); got == "" {
+		t.Error("a stuck rollout was not reported")
+	}
+}

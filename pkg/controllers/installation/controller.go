@@ -24,7 +24,6 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 
-	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
 	"github.com/meshkeeper/istio-operator/pkg/generated/clientset/versioned"
@@ -71,10 +70,6 @@ type Controller struct {
 
 	mu       sync.Mutex
 	rendered map[string]*istioclient.Rendered // by spec hash; the last one only
-	// written holds each resource as the controller's last status write
-	// returned it, until the informer catches up, so that a sync right after
-	// a write compares against what the server has, not a stale cache.
-	written map[cache.ObjectName]*v1alpha2.Istio
 }
 
 // New builds the controller and registers its informers.
@@ -106,7 +101,6 @@ func New(_ context.Context, d *operator.Deps) (operator.Controller, error) {
 		live:      newLiveObjects(dyn, owned, nsFactory),
 		istioKube: istioKube,
 		rendered:  map[string]*istioclient.Rendered{},
-		written:   map[cache.ObjectName]*v1alpha2.Istio{},
 	}
 	c.installer = &istioclient.Installer{
 		Dynamic: dyn,

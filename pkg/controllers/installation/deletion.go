@@ -92,6 +92,8 @@ func (c *Controller) delete(ctx context.Context, istio *v1alpha2.Istio) (queue.R
 		return queue.Result{}, err
 	}
 	c.recorder.Event(istio, corev1.EventTypeNormal, "UninstallStarted", "Uninstalling Istio: no user-created Istio resources remain.")
+	// The uninstall deletes Istio's CRDs: stop watching their kinds first.
+	c.userResources.reset()
 	start := c.clock.Now()
 	installer := *c.installer
 	if err := installer.Uninstall(ctx); err != nil {
@@ -103,8 +105,6 @@ func (c *Controller) delete(ctx context.Context, istio *v1alpha2.Istio) (queue.R
 		return queue.Result{}, err
 	}
 	c.recorder.Eventf(istio, corev1.EventTypeNormal, "UninstallSucceeded", "Uninstalled Istio in %s.", c.clock.Since(start).Round(10*time.Millisecond))
-	// Istio's CRDs are gone with it: stop watching their kinds.
-	c.userResources.reset()
 	logger.Info("Uninstalled Istio")
 	return queue.Result{}, c.removeFinalizer(ctx, c.latest(istio))
 }

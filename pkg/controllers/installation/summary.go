@@ -44,9 +44,6 @@ func (c *Controller) write(ctx context.Context, istio *v1alpha2.Istio, state v1a
 	if err != nil {
 		return istio, err
 	}
-	if wrote {
-		c.wrote(updated)
-	}
 	if wrote && (state == v1alpha2.StateWarning || state == v1alpha2.StateError) {
 		c.recorder.Event(istio, corev1.EventTypeWarning, ready.Reason, ready.Message)
 	}

@@ -100,9 +100,3 @@ func TestRelevantChange(t *testing.T) {
 		t.Error("an update of an object without generation (ConfigMap) was missed")
 	}
 }
-
-func TestNewerResourceVersion(t *testing.T) {
-	if !newerResourceVersion("12", "9") || newerResourceVersion("9", "12") || newerResourceVersion("x", "1") {
-		t.Error("resource versions compared wrongly")
-	}
-}

@@ -38,7 +38,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (queue.Resu
 	if err != nil {
 		return queue.Result{}, err
 	}
-	istio = c.newest(istio)
+	istio = c.status.Newest(istio)
 
 	if istio.Namespace != c.namespace {
 		return c.notServed(ctx, istio, v1alpha2.StateError, v1alpha2.ReasonWrongNamespace, fmt.Sprintf(
@@ -187,43 +187,10 @@ func (c *Controller) apply(ctx context.Context, istio *v1alpha2.Istio, r *istioc
 // version than the one the controller holds (its own last write, usually).
 func (c *Controller) latest(istio *v1alpha2.Istio) *v1alpha2.Istio {
 	cached, err := c.istios.Istios(istio.Namespace).Get(istio.Name)
-	if err == nil && cached.UID == istio.UID && newerResourceVersion(cached.ResourceVersion, istio.ResourceVersion) {
+	if err == nil && cached.UID == istio.UID && status.NewerResourceVersion(cached.ResourceVersion, istio.ResourceVersion) {
 		return cached.DeepCopy()
 	}
 	return istio
-}
-
-// newest returns a copy of the cached resource, or of the controller's own
-// last write of it when the cache has not caught up with that yet.
-func (c *Controller) newest(cached *v1alpha2.Istio) *v1alpha2.Istio {
-	key := cache.MetaObjectToName(cached)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	w, ok := c.written[key]
-	if ok && w.UID == cached.UID && newerResourceVersion(w.ResourceVersion, cached.ResourceVersion) {
-		return w.DeepCopy()
-	}
-	delete(c.written, key)
-	return cached.DeepCopy()
-}
-
-func (c *Controller) wrote(istio *v1alpha2.Istio) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.written[cache.MetaObjectToName(istio)] = istio.DeepCopy()
-}
-
-// newerResourceVersion compares resource versions as the API server issues
-// them (etcd revisions, increasing numbers).
-func newerResourceVersion(a, b string) bool {
-	var ia, ib uint64
-	if _, err := fmt.Sscan(a, &ia); err != nil {
-		return false
-	}
-	if _, err := fmt.Sscan(b, &ib); err != nil {
-		return false
-	}
-	return ia > ib
 }
 
 const (

@@ -3,8 +3,11 @@ package status
 import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/tools/cache"
 
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
+	listers "github.com/meshkeeper/istio-operator/pkg/generated/listers/operator/v1alpha2"
 )
 
 // Installation is what a dependent controller needs to know of the
@@ -43,4 +46,20 @@ func Waiting(condType string, in Installation) Condition {
 		msg += " (" + in.Reason + ": " + in.Message + ")"
 	}
 	return Condition{Type: condType, Status: metav1.ConditionUnknown, Reason: v1alpha2.ReasonWaitingForInstallation, Message: msg + "."}
+}
+
+// ServingCandidates are the keys of the Istio resources in the operator's
+// namespace, one of which the installation controller serves. A change of
+// an object Istio installed concerns the served one; each candidate's sync
+// decides whether it is that one.
+func ServingCandidates(istios listers.IstioLister, namespace string) []cache.ObjectName {
+	all, err := istios.Istios(namespace).List(labels.Everything())
+	if err != nil {
+		return nil
+	}
+	keys := make([]cache.ObjectName, 0, len(all))
+	for _, i := range all {
+		keys = append(keys, cache.MetaObjectToName(i))
+	}
+	return keys
 }

@@ -9,10 +9,12 @@ package status
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
 
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
@@ -51,11 +53,15 @@ type Writer struct {
 	client       versioned.Interface
 	fieldManager string
 	clock        clock.PassiveClock
+
+	mu      sync.Mutex
+	written map[cache.ObjectName]*v1alpha2.Istio // last write per resource, see Newest
 }
 
 // NewWriter returns a writer for the named controller.
 func NewWriter(client versioned.Interface, controller string, clk clock.PassiveClock) *Writer {
-	return &Writer{client: client, fieldManager: FieldManagerPrefix + controller, clock: clk}
+	return &Writer{client: client, fieldManager: FieldManagerPrefix + controller, clock: clk,
+		written: map[cache.ObjectName]*v1alpha2.Istio{}}
 }
 
 // FieldManager is the field manager the writer applies with.
@@ -105,6 +111,7 @@ func (w *Writer) Apply(ctx context.Context, current *v1alpha2.Istio, u Update) (
 	if err != nil {
 		return current, false, fmt.Errorf("applying status of %s/%s as %s: %w", current.Namespace, current.Name, w.fieldManager, err)
 	}
+	w.remember(updated)
 	return updated, true, nil
 }
 

@@ -164,3 +164,29 @@ func TestOwnersDoNotOverwriteEachOther(t *testing.T) {
 		t.Errorf("field manager %s", w.FieldManager())
 	}
 }
+
+// A sync right after its own write sees the write, not the stale cache.
+func TestNewestPrefersOwnWriteUntilTheCacheCatchesUp(t *testing.T) {
+	stale := newIstio()
+	stale.ResourceVersion = "5"
+	client := fake.NewClientset(stale)
+	w := NewWriter(client, "installation", clocktesting.NewFakePassiveClock(time.Now()))
+	written, wrote, err := w.Apply(context.Background(), get(t, client), Update{State: Ptr(v1alpha2.StateReady)})
+	if err != nil || !wrote {
+		t.Fatalf("apply: %v %v", wrote, err)
+	}
+	written.ResourceVersion = "6" // the fake tracker does not bump versions on apply
+	w.remember(written)
+	if got := w.Newest(stale); got.Status.State != v1alpha2.StateReady {
+		t.Fatalf("Newest returned the stale cache (state %q)", got.Status.State)
+	}
+	caughtUp := written.DeepCopy()
+	caughtUp.ResourceVersion = "7"
+	caughtUp.Status.State = v1alpha2.StateWarning
+	if got := w.Newest(caughtUp); got.Status.State != v1alpha2.StateWarning {
+		t.Fatalf("Newest ignored a newer cache (state %q)", got.Status.State)
+	}
+	if !NewerResourceVersion("12", "9") || NewerResourceVersion("9", "12") || NewerResourceVersion("x", "1") {
+		t.Error("resource versions compared wrongly")
+	}
+}

@@ -1,0 +1,260 @@
+// Package peerauthentication is the PeerAuthentication controller. Once
+// Istio is installed it keeps the mesh-wide PeerAuthentication
+// istio-system/default with mutual TLS STRICT: created when missing,
+// recreated when deleted, restored when edited, and never written while it
+// is right. It reports in the PeerAuthenticationReady condition whether
+// mesh-wide STRICT mTLS holds, naming the users' PeerAuthentications in the
+// root namespace that weaken it (it never deletes them).
+//
+// The PeerAuthentication kind exists only once the installation controller
+// has installed Istio's CRDs, which happens after the operator started, and
+// it disappears again when Istio is uninstalled. So its informer is not
+// registered with the shared factories (they start, and must sync, before
+// any worker runs); the controller owns a separate informer factory,
+// restricted to istio-system, that it starts from its sync the first time
+// the served Istio resource has Installed=True at its current generation
+// (the installation controller reports that only after the CRDs are
+// established), and stops as soon as that resource is being deleted (the
+// uninstall removes the CRDs). Until then the controller reads nothing of
+// Istio's API and writes nothing but its waiting condition; the watch on
+// the Istio resource wakes it when Installed changes.
+//
+// It owns the condition PeerAuthenticationReady.
+package peerauthentication
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	securityclient "istio.io/client-go/pkg/clientset/versioned"
+	securityinformers "istio.io/client-go/pkg/informers/externalversions"
+	securitylisters "istio.io/client-go/pkg/listers/security/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
+
+	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
+	"github.com/meshkeeper/istio-operator/pkg/generated/clientset/versioned"
+	listers "github.com/meshkeeper/istio-operator/pkg/generated/listers/operator/v1alpha2"
+	"github.com/meshkeeper/istio-operator/pkg/istioclient"
+	"github.com/meshkeeper/istio-operator/pkg/operator"
+)
+
+// Name is the controller's name: queue, field manager, logger, Event source
+// and metrics label.
+const Name = "peerauthentication"
+
+// DefaultName is the name of the mesh-wide PeerAuthentication the operator
+// keeps in Istio's root namespace.
+const DefaultName = "default"
+
+// ConvergedInterval is the safety net once mesh-wide mTLS is as desired;
+// the PeerAuthentication informer reports every change before that.
+const ConvergedInterval = 10 * time.Minute
+
+// cacheSyncTimeout bounds how long a sync waits for a freshly started
+// PeerAuthentication informer; a timeout is retried with backoff.
+const cacheSyncTimeout = 30 * time.Second
+
+var everything = labels.Everything()
+
+// Controller is the PeerAuthentication controller.
+type Controller struct {
+	namespace string
+	loop      *queue.Loop[cache.ObjectName]
+	istios    listers.IstioLister
+	status    *status.Writer
+	security  securityclient.Interface
+	recorder  record.EventRecorder
+	clock     clock.PassiveClock
+
+	peerAuths *peerAuthWatch
+}
+
+// New builds the controller and registers its handler on the Istio
+// resources. The PeerAuthentication informer is started later, by the sync.
+func New(_ context.Context, d *operator.Deps) (operator.Controller, error) {
+	security, err := securityclient.NewForConfig(d.RESTConfig)
+	if err != nil {
+		return nil, fmt.Errorf("building Istio's security client: %w", err)
+	}
+	c := newController(d.Namespace, d.OperatorClient, d.OperatorInformers.Operator().V1alpha2().Istios().Lister(),
+		security, d.Recorder(Name), d.Clock)
+	if _, err := d.OperatorInformers.Operator().V1alpha2().Istios().Informer().AddEventHandler(c.loop.Handler(queue.ObjectNameKey)); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func newController(namespace string, client versioned.Interface, istios listers.IstioLister,
+	security securityclient.Interface, recorder record.EventRecorder, clk clock.PassiveClock) *Controller {
+	c := &Controller{
+		namespace: namespace,
+		istios:    istios,
+		status:    status.NewWriter(client, Name, clk),
+		security:  security,
+		recorder:  recorder,
+		clock:     clk,
+	}
+	c.loop = queue.New(queue.Config[cache.ObjectName]{Name: Name, Clock: clk}, c.sync)
+	c.peerAuths = newPeerAuthWatch(security, c.loop.Handler(func(any) []cache.ObjectName { return status.ServingCandidates(c.istios, c.namespace) }))
+	return c
+}
+
+// Name implements operator.Controller.
+func (c *Controller) Name() string { return Name }
+
+// Run implements operator.Controller. The PeerAuthentication informer, if
+// the sync started one, stops with the workers.
+func (c *Controller) Run(ctx context.Context, workers int) {
+	defer c.peerAuths.stop()
+	c.loop.Run(ctx, workers)
+}
+
+// Loop exposes the work loop to tests.
+func (c *Controller) Loop() *queue.Loop[cache.ObjectName] { return c.loop }
+
+// peerAuthWatch is the PeerAuthentication informer of istio-system, which
+// runs only while Istio's CRDs exist (see the package comment). It also
+// remembers the controller's last write of istio-system/default until the
+// informer has seen it, so that a sync right after the write does not
+// write again from a stale cache.
+type peerAuthWatch struct {
+	client  securityclient.Interface
+	handler cache.ResourceEventHandler
+
+	mu      sync.Mutex
+	running *runningWatch
+	applied *securityv1.PeerAuthentication
+}
+
+type runningWatch struct {
+	factory   securityinformers.SharedInformerFactory
+	lister    securitylisters.PeerAuthenticationLister
+	hasSynced cache.InformerSynced
+	stopCh    chan struct{}
+}
+
+func newPeerAuthWatch(client securityclient.Interface, handler cache.ResourceEventHandler) *peerAuthWatch {
+	return &peerAuthWatch{client: client, handler: handler}
+}
+
+// start starts the informer unless it runs, waits until it has synced and
+// returns its lister.
+func (w *peerAuthWatch) start(ctx context.Context) (securitylisters.PeerAuthenticationLister, error) {
+	w.mu.Lock()
+	r := w.running
+	if r == nil {
+		factory := securityinformers.NewSharedInformerFactoryWithOptions(w.client, 0,
+			securityinformers.WithNamespace(istioclient.Namespace),
+			securityinformers.WithTransform(stripManagedFields))
+		informer := factory.Security().V1().PeerAuthentications()
+		inf := informer.Informer()
+		if _, err := inf.AddEventHandler(w.forgetAppliedThen(w.handler)); err != nil {
+			w.mu.Unlock()
+			return nil, err
+		}
+		r = &runningWatch{factory: factory, lister: informer.Lister(), hasSynced: inf.HasSynced, stopCh: make(chan struct{})}
+		factory.Start(r.stopCh)
+		w.running = r
+	}
+	w.mu.Unlock()
+
+	if !r.hasSynced() {
+		sctx, cancel := context.WithTimeout(ctx, cacheSyncTimeout)
+		defer cancel()
+		if !cache.WaitForCacheSync(sctx.Done(), r.hasSynced) {
+			return nil, fmt.Errorf("the PeerAuthentication informer of %s did not sync within %s", istioclient.Namespace, cacheSyncTimeout)
+		}
+	}
+	return r.lister, nil
+}
+
+// stop stops the informer, if it runs; the next start begins anew.
+func (w *peerAuthWatch) stop() {
+	w.mu.Lock()
+	r := w.running
+	w.running = nil
+	w.applied = nil
+	w.mu.Unlock()
+	if r != nil {
+		close(r.stopCh)
+		r.factory.Shutdown()
+	}
+}
+
+// watching reports whether the informer runs.
+func (w *peerAuthWatch) watching() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.running != nil
+}
+
+// wrote remembers the controller's write of istio-system/default.
+func (w *peerAuthWatch) wrote(pa *securityv1.PeerAuthentication) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.applied = pa.DeepCopy()
+}
+
+// newest is the controller's own last write while the informer has not
+// delivered it yet, the cached object otherwise (nil when missing).
+func (w *peerAuthWatch) newest(cached *securityv1.PeerAuthentication) *securityv1.PeerAuthentication {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.applied != nil && (cached == nil || status.NewerResourceVersion(w.applied.ResourceVersion, cached.ResourceVersion)) {
+		return w.applied
+	}
+	return cached
+}
+
+// forgetAppliedThen drops the remembered write once the informer has
+// seen it or anything after it, and on any delete (a delete after the write
+// must read as missing), and only then passes the event on: the sync the
+// event causes reads the cache, not the remembered write. One handler does
+// both because each handler is called from its own goroutine.
+func (w *peerAuthWatch) forgetAppliedThen(next cache.ResourceEventHandler) cache.ResourceEventHandler {
+	seen := func(obj any, deleted bool) {
+		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = t.Obj
+		}
+		pa, ok := obj.(*securityv1.PeerAuthentication)
+		if !ok || pa.Name != DefaultName {
+			return
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if w.applied != nil && (deleted || !status.NewerResourceVersion(w.applied.ResourceVersion, pa.ResourceVersion)) {
+			w.applied = nil
+		}
+	}
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			seen(obj, false)
+			next.OnAdd(obj, false)
+		},
+		UpdateFunc: func(oldObj, newObj any) {
+			seen(newObj, false)
+			next.OnUpdate(oldObj, newObj)
+		},
+		DeleteFunc: func(obj any) {
+			seen(obj, true)
+			next.OnDelete(obj)
+		},
+	}
+}
+
+// stripManagedFields keeps the cache small: the controller never reads
+// managed fields.
+func stripManagedFields(obj any) (any, error) {
+	if m, err := meta.Accessor(obj); err == nil {
+		m.SetManagedFields(nil)
+	}
+	return obj, nil
+}
