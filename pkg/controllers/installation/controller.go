@@ -109,7 +109,7 @@ func New(_ context.Context, d *operator.Deps) (operator.Controller, error) {
 		Live:    c.live,
 	}
 	c.loop = queue.New(queue.Config[cache.ObjectName]{Name: Name, Clock: d.Clock}, c.sync)
-	c.userResources = newUserResources(meta, c.enqueueAll)
+	c.userResources = newUserResources(meta, c.enqueueServed)
 
 	istioInformer := d.OperatorInformers.Operator().V1alpha2().Istios().Informer()
 	// Which resource is served depends on all of them: any change may
@@ -118,13 +118,13 @@ func New(_ context.Context, d *operator.Deps) (operator.Controller, error) {
 		return nil, err
 	}
 	drift := cache.ResourceEventHandlerFuncs{
-		AddFunc: func(any) { c.enqueueAll() },
+		AddFunc: func(any) { c.enqueueServed() },
 		UpdateFunc: func(o, n any) {
 			if relevantChange(o, n) {
-				c.enqueueAll()
+				c.enqueueServed()
 			}
 		},
-		DeleteFunc: func(any) { c.enqueueAll() },
+		DeleteFunc: func(any) { c.enqueueServed() },
 	}
 	for _, inf := range c.live.informers {
 		if _, err := inf.AddEventHandler(drift); err != nil {
@@ -148,20 +148,20 @@ func (c *Controller) Run(ctx context.Context, _ int) {
 // Loop exposes the work loop to tests.
 func (c *Controller) Loop() *queue.Loop[cache.ObjectName] { return c.loop }
 
+// allKeys are every Istio resource, in any namespace: which one is served,
+// and what the others are told, depends on all of them.
 func (c *Controller) allKeys() []cache.ObjectName {
 	all, err := c.istios.List(everything)
 	if err != nil {
 		return nil
 	}
-	keys := make([]cache.ObjectName, 0, len(all))
-	for _, i := range all {
-		keys = append(keys, cache.MetaObjectToName(i))
-	}
-	return keys
+	return status.KeysOf(all)
 }
 
-func (c *Controller) enqueueAll() {
-	for _, k := range c.allKeys() {
+// enqueueServed wakes the served resource (and its fellow candidates, whose
+// syncs decide nothing changes for them) after a change of Istio's objects.
+func (c *Controller) enqueueServed() {
+	for _, k := range status.ServingCandidates(c.istios, c.namespace) {
 		c.loop.Add(k)
 	}
 }

@@ -57,8 +57,13 @@ func ServingCandidates(istios listers.IstioLister, namespace string) []cache.Obj
 	if err != nil {
 		return nil
 	}
-	keys := make([]cache.ObjectName, 0, len(all))
-	for _, i := range all {
+	return KeysOf(all)
+}
+
+// KeysOf are the keys of the resources.
+func KeysOf(istios []*v1alpha2.Istio) []cache.ObjectName {
+	keys := make([]cache.ObjectName, 0, len(istios))
+	for _, i := range istios {
 		keys = append(keys, cache.MetaObjectToName(i))
 	}
 	return keys

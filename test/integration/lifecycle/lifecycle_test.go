@@ -175,7 +175,9 @@ func TestCascadingDeletion(t *testing.T) {
 		t.Errorf("the VirtualService survived a cascading deletion (err %v)", err)
 	}
 	uninstalled(t)
-	if !operatortest.HasEvent(t, ns, "default", "DeletingUserResources") && !operatortest.HasEvent(t, ns, "default", "UninstallSucceeded") {
-		t.Logf("events: %v", operatortest.Events(t, ns, "default"))
+	for _, reason := range []string{"DeletingUserResources", "UninstallSucceeded"} {
+		if !operatortest.HasEvent(t, ns, "default", reason) {
+			t.Errorf("no %s Event; events: %v", reason, operatortest.Events(t, ns, "default"))
+		}
 	}
 }
