@@ -65,6 +65,10 @@ STATICCHECK_VERSION ?= v0.8.2
 lint: ## Run staticcheck on the code we write (generated code excluded).
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $$($(GO) list ./... | grep -v /pkg/generated/)
 
+.PHONY: bench
+bench: tools build ## Measure the proxy sidecar restart wave on a local cluster; flags via BENCH_FLAGS (docs/performance.md).
+	$(GO) run ./test/bench --operator-binary bin/istio-operator $(BENCH_FLAGS)
+
 ##@ Local cluster
 
 .PHONY: cluster-up

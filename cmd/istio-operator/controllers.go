@@ -4,6 +4,7 @@ import (
 	"github.com/meshkeeper/istio-operator/pkg/controllers/ingressgateway"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/installation"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/peerauthentication"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/proxysidecar"
 	"github.com/meshkeeper/istio-operator/pkg/operator"
 )
 
@@ -13,5 +14,6 @@ func controllers() []operator.Constructor {
 		installation.New,
 		ingressgateway.New,
 		peerauthentication.New,
+		proxysidecar.New,
 	}
 }

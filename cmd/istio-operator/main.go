@@ -7,6 +7,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
 	"runtime"
@@ -47,6 +48,11 @@ func run(args []string) int {
 	var qps float64
 	fs.Float64Var(&qps, "kube-api-qps", 50, "Client-side limit of API requests per second.")
 	fs.IntVar(&o.Burst, "kube-api-burst", 100, "Client-side burst of API requests.")
+	fs.Float64Var(&o.RestartPacing.RestartsPerSecond, "proxy-restarts-per-second", 10,
+		"Default rate of workload restarts for outdated sidecar proxies; 0 means unpaced. The Istio resource's spec.proxyRestart.restartsPerSecond overrides it.")
+	var maxRollouts int
+	fs.IntVar(&maxRollouts, "proxy-max-concurrent-rollouts", 50,
+		"Default maximum of workloads rolling out at once for outdated sidecar proxies; 0 means unlimited. spec.proxyRestart.maxConcurrentRollouts overrides it.")
 	fs.StringVar(&logOpts.Level, "log-level", "info", "Log level: debug, info, warn, error, or a verbosity 0-10.")
 	fs.StringVar(&logOpts.Format, "log-format", logging.FormatJSON, "Log format: json or console.")
 	fs.BoolVar(&showVersion, "version", false, "Print the version and exit.")
@@ -57,6 +63,11 @@ func run(args []string) int {
 		return 2
 	}
 	o.QPS = float32(qps)
+	if maxRollouts < 0 || o.RestartPacing.RestartsPerSecond < 0 {
+		fmt.Fprintln(os.Stderr, "--proxy-restarts-per-second and --proxy-max-concurrent-rollouts must not be negative")
+		return 2
+	}
+	o.RestartPacing.MaxConcurrentRollouts = int32(min(maxRollouts, math.MaxInt32))
 	if showVersion {
 		fmt.Printf("istio-operator %s (Istio %s, commit %s, %s)\n", istioclient.Version, istioclient.Version, commit, runtime.Version())
 		return 0

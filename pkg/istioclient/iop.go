@@ -51,6 +51,11 @@ func DesiredIstioOperator(spec *v1alpha2.IstioSpec) (values.Map, error) {
 	// applied after istiod), and exactly once.
 	obj(gateway(obj(s, "components"), "ingressGateways", IngressGatewayName), "k8s", "podAnnotations")[GatewayConfigAnnotation] = GatewayConfigHash(spec)
 
+	// Every injected pod carries the hash of the injection-time proxy
+	// settings, so that the proxy sidecar controller can tell which pods
+	// predate a change of them.
+	obj(s, "values", "sidecarInjectorWebhook", "injectedAnnotations")[ProxyConfigAnnotation] = ProxyConfigHash(spec)
+
 	if c := spec.Components; c != nil {
 		comps := obj(s, "components")
 		if c.Pilot != nil {

@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 
+	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
 	"github.com/meshkeeper/istio-operator/pkg/generated/clientset/versioned"
 	istioinformers "github.com/meshkeeper/istio-operator/pkg/generated/informers/externalversions"
 )
@@ -42,6 +43,10 @@ type Deps struct {
 	OperatorInformers istioinformers.SharedInformerFactory
 
 	Clock clock.WithTicker
+
+	// RestartPacing is the operator-wide default pacing of sidecar proxy
+	// restarts; an Istio resource's spec.proxyRestart overrides it.
+	RestartPacing v1alpha2.RestartPacing
 
 	broadcaster record.EventBroadcaster
 	dynamic     []dynamicinformer.DynamicSharedInformerFactory

@@ -45,6 +45,9 @@ type Config struct {
 	// Revision is the control-plane revision written to the istio.io/rev
 	// annotation and the status annotation; empty means "default".
 	Revision string
+	// InjectedAnnotations are added to every injected pod
+	// (sidecarInjectorWebhook.injectedAnnotations).
+	InjectedAnnotations map[string]string
 }
 
 // DefaultConfig is what Istio 1.31 injects with the istiod chart's default
@@ -127,6 +130,7 @@ func ConfigFromCluster(ctx context.Context, client kubernetes.Interface) (Config
 //   - Probe rewriting: off only if sidecarInjectorWebhook.rewriteAppHTTPProbe
 //     is false.
 //   - Revision: the top-level "revision" value.
+//   - Injected annotations: sidecarInjectorWebhook.injectedAnnotations.
 func ConfigFromClusterRevision(ctx context.Context, client kubernetes.Interface, revision string) (Config, error) {
 	suffix := ""
 	if revision != "" && revision != "default" {
@@ -215,6 +219,12 @@ func configFromValues(valuesJSON []byte, meshImageType string, kubeletVersions f
 		CNI:            truthy(lookup(values, "pilot", "cni", "enabled")),
 		KeepAppProbes:  lookup(values, "sidecarInjectorWebhook", "rewriteAppHTTPProbe") == false,
 		Revision:       stringValue(lookup(values, "revision")),
+	}
+	if m, ok := lookup(values, "sidecarInjectorWebhook", "injectedAnnotations").(map[string]any); ok && len(m) > 0 {
+		cfg.InjectedAnnotations = make(map[string]string, len(m))
+		for k, v := range m {
+			cfg.InjectedAnnotations[k] = fmt.Sprint(v)
+		}
 	}
 	if cfg.ProxyInitImage == cfg.ProxyImage {
 		cfg.ProxyInitImage = ""

@@ -403,6 +403,9 @@ func applyAnnotations(pod *corev1.Pod, cfg Config, appContainers []string, mode 
 			orDefault(orig(annotation.SidecarStatusPort.Name), defaultStatusPort),
 			orig(annotation.SidecarTrafficExcludeInboundPorts.Name))
 	}
+	for k, v := range cfg.InjectedAnnotations {
+		set[k] = v
+	}
 	for k, v := range set {
 		a[k] = v
 	}

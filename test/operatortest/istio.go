@@ -111,9 +111,14 @@ func Image(t *testing.T, kind, namespace, name, container string) string {
 
 // Events lists the reasons of the Events recorded on the resource.
 func Events(t *testing.T, namespace, name string) []string {
+	return EventsOn(t, "Istio", namespace, name)
+}
+
+// EventsOn lists the reasons of the Events recorded on an object of kind.
+func EventsOn(t *testing.T, kind, namespace, name string) []string {
 	t.Helper()
 	list, err := cluster.Current().Clientset().CoreV1().Events(namespace).List(cluster.Context(t), metav1.ListOptions{
-		FieldSelector: "involvedObject.kind=Istio,involvedObject.name=" + name,
+		FieldSelector: "involvedObject.kind=" + kind + ",involvedObject.name=" + name,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -128,10 +133,15 @@ func Events(t *testing.T, namespace, name string) []string {
 // HasEvent reports whether an Event with the reason is recorded within a
 // few seconds (Events are sent asynchronously).
 func HasEvent(t *testing.T, namespace, name, reason string) bool {
+	return HasEventOn(t, "Istio", namespace, name, reason)
+}
+
+// HasEventOn is HasEvent for an object of any kind.
+func HasEventOn(t *testing.T, kind, namespace, name, reason string) bool {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		for _, r := range Events(t, namespace, name) {
+		for _, r := range EventsOn(t, kind, namespace, name) {
 			if strings.EqualFold(r, reason) {
 				return true
 			}

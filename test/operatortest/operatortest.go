@@ -12,9 +12,11 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"k8s.io/klog/v2"
 
+	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/ingressgateway"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/installation"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/peerauthentication"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/proxysidecar"
 	"github.com/meshkeeper/istio-operator/pkg/metrics"
 	"github.com/meshkeeper/istio-operator/pkg/operator"
 	"github.com/meshkeeper/istio-operator/test/cluster"
@@ -25,11 +27,34 @@ type Operator struct {
 	Installation       *installation.Controller
 	IngressGateway     *ingressgateway.Controller
 	PeerAuthentication *peerauthentication.Controller
+	ProxySidecar       *proxysidecar.Controller
 	stop               func()
+}
+
+// Options tune the operator a test starts.
+type Options struct {
+	// RestartPacing is the default pacing of proxy restarts; unpaced when zero.
+	RestartPacing v1alpha2.RestartPacing
 }
 
 // Start runs the operator, serving namespace, until the test ends.
 func Start(t *testing.T, namespace string) *Operator {
+	return StartWith(t, namespace, Options{})
+}
+
+// exposed wraps a constructor so that the test can reach the controller.
+func exposed[C operator.Controller](build operator.Constructor, into *C) operator.Constructor {
+	return func(ctx context.Context, d *operator.Deps) (operator.Controller, error) {
+		c, err := build(ctx, d)
+		if err == nil {
+			*into = c.(C)
+		}
+		return c, err
+	}
+}
+
+// StartWith runs the operator with options, serving namespace, until the test ends.
+func StartWith(t *testing.T, namespace string, o Options) *Operator {
 	t.Helper()
 	op := &Operator{}
 	ctx, cancel := context.WithCancel(klog.NewContext(context.Background(), klog.Background()))
@@ -43,28 +68,12 @@ func Start(t *testing.T, namespace string) *Operator {
 			Workers:                2,
 			QPS:                    200,
 			Burst:                  400,
+			RestartPacing:          o.RestartPacing,
 			Controllers: []operator.Constructor{
-				func(ctx context.Context, d *operator.Deps) (operator.Controller, error) {
-					c, err := installation.New(ctx, d)
-					if err == nil {
-						op.Installation = c.(*installation.Controller)
-					}
-					return c, err
-				},
-				func(ctx context.Context, d *operator.Deps) (operator.Controller, error) {
-					c, err := peerauthentication.New(ctx, d)
-					if err == nil {
-						op.PeerAuthentication = c.(*peerauthentication.Controller)
-					}
-					return c, err
-				},
-				func(ctx context.Context, d *operator.Deps) (operator.Controller, error) {
-					c, err := ingressgateway.New(ctx, d)
-					if err == nil {
-						op.IngressGateway = c.(*ingressgateway.Controller)
-					}
-					return c, err
-				},
+				exposed(installation.New, &op.Installation),
+				exposed(peerauthentication.New, &op.PeerAuthentication),
+				exposed(ingressgateway.New, &op.IngressGateway),
+				exposed(proxysidecar.New, &op.ProxySidecar),
 			},
 		})
 	}()
@@ -81,7 +90,7 @@ func Start(t *testing.T, namespace string) *Operator {
 	}
 	t.Cleanup(op.Stop)
 	cluster.WaitFor(t, 30*time.Second, "operator controllers built", func(context.Context) (bool, error) {
-		return op.Installation != nil, nil
+		return op.ProxySidecar != nil, nil
 	})
 	return op
 }
@@ -177,4 +186,21 @@ func NewWrites(t *testing.T, before map[string]float64) map[string]float64 {
 		}
 	}
 	return diff
+}
+
+// Counter sums the counter family name over the series whose labels
+// include match.
+func Counter(t *testing.T, name string, match map[string]string) float64 {
+	t.Helper()
+	var sum float64
+	for _, m := range gather(t, name) {
+		ok := true
+		for k, v := range match {
+			ok = ok && label(m, k) == v
+		}
+		if ok {
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -17,6 +16,7 @@ import (
 
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/rollout"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
 	"github.com/meshkeeper/istio-operator/pkg/istioclient"
 )
@@ -63,13 +63,14 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (queue.Resu
 			"Restarting the ingress gateway to start-time configuration %s.", want), RollingInterval)
 	}
 
-	if failed := progressFailure(d); failed != "" {
+	ro := rollout.OfDeployment(d)
+	if ro.Failed != "" {
 		return c.report(ctx, istio, metav1.ConditionFalse, v1alpha2.ReasonIngressGatewayRestartFailed, fmt.Sprintf(
-			"The ingress gateway does not roll out: %s. Check its pods and events in %s.", failed, istioclient.Namespace), RollingInterval)
+			"The ingress gateway does not roll out: %s. Check its pods and events in %s.", ro.Failed, istioclient.Namespace), RollingInterval)
 	}
-	if updated, total, ok := rolledOut(d); !ok {
+	if !ro.Done {
 		return c.report(ctx, istio, metav1.ConditionFalse, v1alpha2.ReasonIngressGatewayRestartInProgress, fmt.Sprintf(
-			"The ingress gateway is rolling to start-time configuration %s: %d of %d pods updated and available.", want, updated, total), RollingInterval)
+			"The ingress gateway is rolling to start-time configuration %s: %d of %d pods updated and available.", want, ro.Updated, ro.Desired), RollingInterval)
 	}
 	prev := meta.FindStatusCondition(istio.Status.Conditions, v1alpha2.ConditionIngressGatewayReady)
 	res, err := c.report(ctx, istio, metav1.ConditionTrue, v1alpha2.ReasonIngressGatewayRestartSucceeded, fmt.Sprintf(
@@ -98,27 +99,4 @@ func (c *Controller) roll(ctx context.Context, hash string) error {
 	_, err := c.kube.AppsV1().Deployments(istioclient.Namespace).Apply(ctx, ac,
 		metav1.ApplyOptions{FieldManager: status.FieldManagerPrefix + Name, Force: true})
 	return err
-}
-
-// progressFailure is the Deployment controller's verdict that a rollout is
-// stuck (progress deadline exceeded), or "".
-func progressFailure(d *appsv1.Deployment) string {
-	for _, c := range d.Status.Conditions {
-		if c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded" {
-			return c.Message
-		}
-	}
-	return ""
-}
-
-// rolledOut reports whether the Deployment's current template is rolled out
-// to every replica and available, with the counts for the message.
-func rolledOut(d *appsv1.Deployment) (updated, total int32, ok bool) {
-	want := int32(1)
-	if d.Spec.Replicas != nil {
-		want = *d.Spec.Replicas
-	}
-	s := d.Status
-	ok = s.ObservedGeneration >= d.Generation && s.UpdatedReplicas >= want && s.AvailableReplicas >= want && s.Replicas == s.UpdatedReplicas
-	return s.UpdatedReplicas, want, ok
 }

@@ -32,7 +32,6 @@ import (
 	securityclient "istio.io/client-go/pkg/clientset/versioned"
 	securityinformers "istio.io/client-go/pkg/informers/externalversions"
 	securitylisters "istio.io/client-go/pkg/listers/security/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
@@ -153,7 +152,7 @@ func (w *peerAuthWatch) start(ctx context.Context) (securitylisters.PeerAuthenti
 	if r == nil {
 		factory := securityinformers.NewSharedInformerFactoryWithOptions(w.client, 0,
 			securityinformers.WithNamespace(istioclient.Namespace),
-			securityinformers.WithTransform(stripManagedFields))
+			securityinformers.WithTransform(operator.StripManagedFields))
 		informer := factory.Security().V1().PeerAuthentications()
 		inf := informer.Informer()
 		if _, err := inf.AddEventHandler(w.forgetAppliedThen(w.handler)); err != nil {
@@ -248,13 +247,4 @@ func (w *peerAuthWatch) forgetAppliedThen(next cache.ResourceEventHandler) cache
 			next.OnDelete(obj)
 		},
 	}
-}
-
-// stripManagedFields keeps the cache small: the controller never reads
-// managed fields.
-func stripManagedFields(obj any) (any, error) {
-	if m, err := meta.Accessor(obj); err == nil {
-		m.SetManagedFields(nil)
-	}
-	return obj, nil
 }

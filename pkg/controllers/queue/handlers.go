@@ -1,6 +1,8 @@
 package queue
 
 import (
+	"time"
+
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/tools/cache"
 )
@@ -13,9 +15,19 @@ type KeysFunc[K comparable] func(obj any) []K
 // resourceVersion) are dropped, and delete tombstones are unwrapped, so
 // keysFn always sees the object itself.
 func (l *Loop[K]) Handler(keysFn KeysFunc[K]) cache.ResourceEventHandler {
+	return l.handler(keysFn, l.queue.Add)
+}
+
+// HandlerAfter is Handler with the keys enqueued after delay: a burst of
+// events (a rollout's pod churn) becomes one reconcile per key and delay.
+func (l *Loop[K]) HandlerAfter(delay time.Duration, keysFn KeysFunc[K]) cache.ResourceEventHandler {
+	return l.handler(keysFn, func(k K) { l.queue.AddAfter(k, delay) })
+}
+
+func (l *Loop[K]) handler(keysFn KeysFunc[K], add func(K)) cache.ResourceEventHandler {
 	enqueue := func(obj any) {
 		for _, k := range keysFn(obj) {
-			l.queue.Add(k)
+			add(k)
 		}
 	}
 	return cache.ResourceEventHandlerFuncs{

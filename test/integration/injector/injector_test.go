@@ -40,27 +40,7 @@ func TestMain(m *testing.M) {
 func startStandin(t *testing.T, source injector.ConfigSource) (*injector.Server, kubernetes.Interface) {
 	t.Helper()
 	cs := cluster.Current().Clientset()
-	s, err := injector.Start(t.Context(), source)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	if err := s.Register(t.Context(), cs); err != nil {
-		t.Fatal(err)
-	}
-	// Cleanups run last-in first-out: unregister before the server stops.
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := s.Unregister(ctx, cs); err != nil {
-			t.Error(err)
-		}
-	})
-	return s, cs
+	return injector.ServeForTest(t, cs, source), cs
 }
 
 // injectedNamespace creates a namespace the stand-in selects and waits until

@@ -1,0 +1,249 @@
+// Package proxysidecar is the proxy sidecar controller. After an Istio
+// upgrade or a change of the proxy configuration, injected pods keep their
+// old sidecar until they are recreated. This controller finds those pods in
+// its caches, restarts their workloads once per change, paced, and reports
+// progress in the ProxySidecarRestartSucceeded condition.
+//
+// Work is keyed by workload. The summary key (the Istio resource) counts the
+// mesh from the pod cache, enqueues the workloads that need a restart and
+// writes the condition; a workload key restarts one workload and follows
+// its rollout. A workload is restarted by a pod-template annotation that
+// records the desired proxy's hash (AnnotationRestartedFor), so a workload
+// is never restarted twice for the same change, across operator restarts
+// and leader changes too. Workloads that a template change does not roll
+// (OnDelete StatefulSets and DaemonSets, owner-less ReplicaSets and
+// ReplicationControllers) get the annotation on their own metadata, and
+// their outdated pods are evicted one at a time through the Eviction API,
+// which honours PodDisruptionBudgets. Pods nothing can restart are reported,
+// never deleted.
+package proxysidecar
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	appslisters "k8s.io/client-go/listers/apps/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
+
+	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
+	listers "github.com/meshkeeper/istio-operator/pkg/generated/listers/operator/v1alpha2"
+	"github.com/meshkeeper/istio-operator/pkg/istioclient"
+	"github.com/meshkeeper/istio-operator/pkg/metrics"
+	"github.com/meshkeeper/istio-operator/pkg/operator"
+)
+
+// Name is the controller's name.
+const Name = "proxysidecar"
+
+// Annotations the controller reads and writes on workloads and namespaces.
+const (
+	// AnnotationRestartedFor records the hash of the desired proxy a
+	// workload was restarted for.
+	AnnotationRestartedFor = "istio-operator.kyma-project.io/restarted-for"
+	// AnnotationRestartedAt is the time of the restart (Kyma's name).
+	AnnotationRestartedAt = "istio-operator.kyma-project.io/restartedAt"
+	// AnnotationExclude, "true" on a workload or a namespace, keeps the
+	// controller from restarting it.
+	AnnotationExclude = "istio-operator.kyma-project.io/exclude-from-proxy-restart"
+)
+
+// Requeue intervals of this controller.
+const (
+	// RollingInterval re-counts while restarts are waiting or rolling; the
+	// condition's progress is written at most this often.
+	RollingInterval = 5 * time.Second
+	// AttentionInterval re-counts while something needs the user (manual
+	// restarts, paused or stuck workloads).
+	AttentionInterval = time.Minute
+	// ConvergedInterval is the safety net once every proxy is current.
+	ConvergedInterval = 10 * time.Minute
+	// summaryDelay gathers the pod events of a rollout into one count.
+	summaryDelay = 2 * time.Second
+	// minWorkers: a restart waits on the API server (and on the token
+	// bucket), so the controller runs more workers than the others.
+	minWorkers = 16
+	// workloadRecheck is the safety net of a rolling workload; its own
+	// status events normally come first.
+	workloadRecheck = 30 * time.Second
+	// kymaNamespace holds Kyma's own workloads, restarted first.
+	kymaNamespace = "kyma-system"
+)
+
+// Controller is the proxy sidecar controller.
+type Controller struct {
+	namespace string
+	defaults  v1alpha2.RestartPacing
+	loop      *queue.Loop[Key]
+
+	istios       listers.IstioLister
+	pods         cache.Indexer
+	replicaSets  appslisters.ReplicaSetLister
+	rsIndex      cache.Indexer
+	deployments  appslisters.DeploymentLister
+	statefulSets appslisters.StatefulSetLister
+	daemonSets   appslisters.DaemonSetLister
+	rcs          corelisters.ReplicationControllerLister
+	namespaces   corelisters.NamespaceLister
+
+	kube     kubernetes.Interface
+	status   *status.Writer
+	recorder record.EventRecorder
+	clock    clock.PassiveClock
+	metrics  *metrics.ProxyMetrics
+	pacer    *pacer
+	target   atomic.Pointer[target]
+
+	mu           sync.Mutex
+	desired      map[types.UID]desiredAt // DesiredProxy per resource and generation
+	lastProgress map[Key]time.Time       // last condition write per resource
+}
+
+type desiredAt struct {
+	generation int64
+	proxy      istioclient.Proxy
+}
+
+// target is what the served Istio resource wants of every sidecar.
+type target struct {
+	istio  Key
+	proxy  istioclient.Proxy
+	hash   string
+	pacing v1alpha2.RestartPacing
+}
+
+// New builds the controller and registers its informers.
+func New(_ context.Context, d *operator.Deps) (operator.Controller, error) {
+	kinf := d.KubeInformers
+	podInformer := kinf.Core().V1().Pods().Informer()
+	rsInformer := kinf.Apps().V1().ReplicaSets().Informer()
+	for _, step := range []error{
+		podInformer.SetTransform(trimPod),
+		podInformer.AddIndexers(cache.Indexers{ownerIndex: indexByOwner, injectedIndex: indexInjected}),
+		rsInformer.SetTransform(trimReplicaSet),
+		rsInformer.AddIndexers(cache.Indexers{ownerIndex: indexByOwner}),
+	} {
+		if step != nil {
+			return nil, step
+		}
+	}
+	c := &Controller{
+		namespace:    d.Namespace,
+		defaults:     d.RestartPacing,
+		istios:       d.OperatorInformers.Operator().V1alpha2().Istios().Lister(),
+		pods:         podInformer.GetIndexer(),
+		replicaSets:  kinf.Apps().V1().ReplicaSets().Lister(),
+		rsIndex:      rsInformer.GetIndexer(),
+		deployments:  kinf.Apps().V1().Deployments().Lister(),
+		statefulSets: kinf.Apps().V1().StatefulSets().Lister(),
+		daemonSets:   kinf.Apps().V1().DaemonSets().Lister(),
+		rcs:          kinf.Core().V1().ReplicationControllers().Lister(),
+		namespaces:   kinf.Core().V1().Namespaces().Lister(),
+		kube:         d.KubeClient,
+		status:       status.NewWriter(d.OperatorClient, Name, d.Clock),
+		recorder:     d.Recorder(Name),
+		clock:        d.Clock,
+		metrics:      metrics.NewProxyMetrics(),
+		pacer:        newPacer(),
+		desired:      map[types.UID]desiredAt{},
+		lastProgress: map[Key]time.Time{},
+	}
+	c.loop = queue.New(queue.Config[Key]{Name: Name, Clock: d.Clock}, c.sync)
+
+	istioEvents := c.loop.Handler(func(obj any) []Key {
+		name, err := cache.ObjectToName(obj)
+		if err != nil {
+			return nil
+		}
+		return []Key{{Kind: KindSummary, Namespace: name.Namespace, Name: name.Name}}
+	})
+	// Pod churn only moves the counts: one recount per summaryDelay.
+	podEvents := c.loop.HandlerAfter(summaryDelay, func(obj any) []Key {
+		if pod, ok := obj.(*corev1.Pod); ok && injected(pod) {
+			return c.summaryKeys()
+		}
+		return nil
+	})
+	// A workload's status tells when its rollout is done; only the
+	// workloads the pacer follows are interesting.
+	workloadEvents := func(kind Kind) cache.ResourceEventHandler {
+		return c.loop.Handler(func(obj any) []Key {
+			name, err := cache.ObjectToName(obj)
+			if err != nil {
+				return nil
+			}
+			k := Key{Kind: kind, Namespace: name.Namespace, Name: name.Name}
+			if c.pacer.waiting(k) {
+				return []Key{k}
+			}
+			return nil
+		})
+	}
+	namespaceEvents := c.loop.HandlerAfter(summaryDelay, func(any) []Key { return c.summaryKeys() })
+
+	for _, reg := range []struct {
+		informer cache.SharedIndexInformer
+		handler  cache.ResourceEventHandler
+	}{
+		{d.OperatorInformers.Operator().V1alpha2().Istios().Informer(), istioEvents},
+		{podInformer, podEvents},
+		{kinf.Apps().V1().Deployments().Informer(), workloadEvents(KindDeployment)},
+		{kinf.Apps().V1().StatefulSets().Informer(), workloadEvents(KindStatefulSet)},
+		{kinf.Apps().V1().DaemonSets().Informer(), workloadEvents(KindDaemonSet)},
+		{rsInformer, workloadEvents(KindReplicaSet)},
+		{kinf.Core().V1().ReplicationControllers().Informer(), workloadEvents(KindReplicationController)},
+		{kinf.Core().V1().Namespaces().Informer(), namespaceEvents},
+	} {
+		if _, err := reg.informer.AddEventHandler(reg.handler); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// summaryKeys are the keys of the Istio resources in the operator's
+// namespace; the sync of each decides whether it is the served one.
+func (c *Controller) summaryKeys() []Key {
+	names := status.ServingCandidates(c.istios, c.namespace)
+	keys := make([]Key, len(names))
+	for i, n := range names {
+		keys[i] = Key{Kind: KindSummary, Namespace: n.Namespace, Name: n.Name}
+	}
+	return keys
+}
+
+// Name implements operator.Controller.
+func (c *Controller) Name() string { return Name }
+
+// Run implements operator.Controller.
+func (c *Controller) Run(ctx context.Context, workers int) { c.loop.Run(ctx, max(workers, minWorkers)) }
+
+// Loop exposes the work loop to tests.
+func (c *Controller) Loop() *queue.Loop[Key] { return c.loop }
+
+func (c *Controller) sync(ctx context.Context, k Key) (queue.Result, error) {
+	if k.Kind == KindSummary {
+		return c.syncSummary(ctx, k)
+	}
+	return c.syncWorkload(ctx, k)
+}
+
+// injectedIndex indexes the injected pods, so that a count never touches
+// the others.
+const injectedIndex = "injected"
+
+func indexInjected(obj any) ([]string, error) {
+	if pod, ok := obj.(*corev1.Pod); ok && injected(pod) {
+		return []string{"true"}, nil
+	}
+	return nil, nil
+}

@@ -1,0 +1,155 @@
+package proxysidecar
+
+import (
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
+	"github.com/meshkeeper/istio-operator/pkg/istioclient"
+)
+
+func desired(t *testing.T, spec v1alpha2.IstioSpec) istioclient.Proxy {
+	t.Helper()
+	p, err := istioclient.DesiredProxy(&spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// injectedPod is a pod as the injector leaves it for proxy p.
+func injectedPod(p istioclient.Proxy) *corev1.Pod {
+	init := initContainer
+	if p.CNI {
+		init = validationContainer
+	}
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", Annotations: map[string]string{
+			annotationSidecarStatus:           `{"containers":["istio-proxy"]}`,
+			istioclient.ProxyConfigAnnotation: p.ConfigHash,
+		}},
+		Spec: corev1.PodSpec{
+			InitContainers: []corev1.Container{{Name: init, Image: p.Image}},
+			Containers: []corev1.Container{{Name: "app", Image: "app"},
+				{Name: proxyContainer, Image: p.Image, Resources: *p.Resources.DeepCopy()}},
+		},
+	}
+}
+
+func TestDesiredProxy(t *testing.T) {
+	p := desired(t, v1alpha2.IstioSpec{})
+	if p.Image != "docker.io/istio/proxyv2:"+istioclient.Version {
+		t.Errorf("image = %s", p.Image)
+	}
+	if !p.CNI {
+		t.Error("the default installation enables CNI")
+	}
+	if q := p.Resources.Requests[corev1.ResourceMemory]; q.String() != "192Mi" {
+		t.Errorf("default memory request = %s, want 192Mi", q.String())
+	}
+	spec := v1alpha2.IstioSpec{Components: &v1alpha2.Components{Proxy: &v1alpha2.ProxyComponent{K8s: &v1alpha2.ProxyK8sConfig{
+		Resources: &v1alpha2.Resources{Requests: &v1alpha2.ResourceClaims{CPU: ptr.To("300m")}}}}}}
+	q := desired(t, spec)
+	if got := q.Resources.Requests[corev1.ResourceCPU]; got.String() != "300m" {
+		t.Errorf("CPU request = %s, want 300m", got.String())
+	}
+	if p.Hash() == q.Hash() {
+		t.Error("different resources gave the same hash")
+	}
+	if p.Hash() != desired(t, v1alpha2.IstioSpec{}).Hash() {
+		t.Error("the hash is not stable")
+	}
+}
+
+func TestOutdated(t *testing.T) {
+	want := desired(t, v1alpha2.IstioSpec{})
+	if why := outdated(injectedPod(want), &want); why != "" {
+		t.Fatalf("a current pod counted as outdated: %s", why)
+	}
+
+	cases := map[string]struct {
+		edit func(*corev1.Pod)
+		want string // substring of the reason, "" for not outdated
+	}{
+		"old image": {func(p *corev1.Pod) { p.Spec.Containers[1].Image = "docker.io/istio/proxyv2:1.30.2" }, "proxy image"},
+		"other resources": {func(p *corev1.Pod) {
+			p.Spec.Containers[1].Resources.Requests[corev1.ResourceCPU] = resource.MustParse("50m")
+		}, "resources"},
+		"same resources spelled differently": {func(p *corev1.Pod) {
+			p.Spec.Containers[1].Resources.Limits[corev1.ResourceCPU] = resource.MustParse("1000m")
+		}, ""},
+		"resources from annotations": {func(p *corev1.Pod) {
+			p.Annotations[annotationProxyCPU] = "50m"
+			p.Spec.Containers[1].Resources = corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m")}}
+		}, ""},
+		"istio-init under CNI":  {func(p *corev1.Pod) { p.Spec.InitContainers[0].Name = initContainer }, "istio-init"},
+		"configuration changed": {func(p *corev1.Pod) { p.Annotations[istioclient.ProxyConfigAnnotation] = "0123" }, "configuration"},
+		"injected before the operator": {func(p *corev1.Pod) {
+			delete(p.Annotations, istioclient.ProxyConfigAnnotation)
+		}, ""},
+		"pinned image": {func(p *corev1.Pod) {
+			p.Spec.Containers[1].Image = "example.com/my-proxy:1"
+			p.Annotations[annotationProxyImage] = "example.com/my-proxy:1"
+		}, ""},
+		"not injected": {func(p *corev1.Pod) {
+			delete(p.Annotations, annotationSidecarStatus)
+			p.Spec.Containers[1].Image = "old"
+		}, ""},
+		"native sidecar, old image": {func(p *corev1.Pod) {
+			proxy := p.Spec.Containers[1]
+			proxy.Image = "docker.io/istio/proxyv2:1.30.2"
+			proxy.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
+			p.Spec.Containers = p.Spec.Containers[:1]
+			p.Spec.InitContainers = append(p.Spec.InitContainers, proxy)
+		}, "proxy image"},
+	}
+	for name, tc := range cases {
+		pod := injectedPod(want)
+		tc.edit(pod)
+		got := outdated(pod, &want)
+		switch {
+		case tc.want == "" && got != "":
+			t.Errorf("%s: outdated = %q, want current", name, got)
+		case tc.want != "" && !strings.Contains(got, tc.want):
+			t.Errorf("%s: outdated = %q, want a reason with %q", name, got, tc.want)
+		}
+	}
+
+	// A change of a setting baked in at injection outdates every pod.
+	dns := desired(t, v1alpha2.IstioSpec{Config: v1alpha2.Config{EnableDNSProxying: ptr.To(true)}})
+	if outdated(injectedPod(want), &dns) == "" {
+		t.Error("enabling DNS proxying left the pods current")
+	}
+}
+
+func TestTrimPodKeepsWhatOutdatedReads(t *testing.T) {
+	want := desired(t, v1alpha2.IstioSpec{})
+	pod := injectedPod(want)
+	pod.Spec.Containers[1].Image = "old"
+	pod.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "x"}}
+	pod.Spec.Volumes = []corev1.Volume{{Name: "v"}}
+	pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, Message: "long"}}
+	got, err := trimPod(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trimmed := got.(*corev1.Pod)
+	if outdated(trimmed, &want) == "" {
+		t.Error("the trimmed pod lost what makes it outdated")
+	}
+	if len(trimmed.ManagedFields)+len(trimmed.Spec.Volumes) > 0 || len(trimmed.Spec.Containers) != 1 {
+		t.Errorf("trimmed pod keeps too much: %+v", trimmed)
+	}
+	if trimmed.Annotations[annotationSidecarStatus] != "" {
+		t.Error("the status annotation's value was kept")
+	}
+	again, _ := trimPod(trimmed)
+	if outdated(again.(*corev1.Pod), &want) == "" {
+		t.Error("trimming is not idempotent")
+	}
+}

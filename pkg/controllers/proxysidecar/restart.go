@@ -1,0 +1,207 @@
+package proxysidecar
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+
+	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
+	"github.com/meshkeeper/istio-operator/pkg/metrics"
+)
+
+// evictionRetry is how soon an eviction refused by a PodDisruptionBudget
+// is tried again.
+const evictionRetry = 5 * time.Second
+
+// syncWorkload restarts one workload if its pods run an outdated proxy, at
+// most once per target, and follows the restart until its pods are current.
+func (c *Controller) syncWorkload(ctx context.Context, k Key) (queue.Result, error) {
+	t := c.target.Load()
+	if t == nil {
+		c.release(k)
+		return queue.Result{}, nil
+	}
+	w, err := c.getWorkload(k)
+	if err != nil {
+		return queue.Result{}, err
+	}
+	if w == nil {
+		c.release(k)
+		return queue.Result{}, nil
+	}
+	if w.owner != nil {
+		// A Deployment's ReplicaSet: the Deployment is the workload.
+		c.release(k)
+		if w.owner.Kind == string(KindDeployment) {
+			c.loop.Add(Key{Kind: KindDeployment, Namespace: k.Namespace, Name: w.owner.Name})
+		}
+		return queue.Result{}, nil
+	}
+	if c.excluded(w) || c.deleting(w) {
+		c.release(k)
+		return queue.Result{}, nil
+	}
+
+	pods := c.podsOf(k)
+	var stale []*corev1.Pod
+	for _, pod := range pods {
+		if live(pod) && outdated(pod, &t.proxy) != "" {
+			stale = append(stale, pod)
+		}
+	}
+
+	if w.restartedFor() == t.hash {
+		return c.follow(ctx, w, t, pods, stale)
+	}
+	if len(stale) == 0 || blockedBefore(w) != "" {
+		c.release(k) // the summary reports a blocked workload
+		return queue.Result{}, nil
+	}
+	if !w.byEviction && !w.rollout.Done {
+		// Someone else's rollout is in progress; restarting now would roll
+		// twice. Its pods may get the new proxy on their own.
+		return queue.Result{RequeueAfter: RollingInterval}, nil
+	}
+	if !c.pacer.acquire(k) {
+		return queue.Result{}, nil // in line; woken when a slot frees
+	}
+	if err := c.pacer.wait(ctx); err != nil {
+		return queue.Result{}, err
+	}
+	if now := c.target.Load(); now == nil || now.hash != t.hash {
+		c.release(k)
+		c.loop.Add(k)
+		return queue.Result{}, nil
+	}
+
+	if err := c.markRestarted(ctx, w, t.hash); err != nil {
+		c.metrics.Restart(string(k.Kind), metrics.RestartFailed)
+		c.recorder.Eventf(w.obj, corev1.EventTypeWarning, "ProxySidecarRestartFailed", "Restarting for the new sidecar proxy failed: %v", err)
+		c.release(k)
+		return queue.Result{}, err
+	}
+	reason := outdated(stale[0], &t.proxy)
+	klog.FromContext(ctx).Info("Restarted workload for its sidecar proxy", "workload", k, "outdatedPods", len(stale), "reason", reason)
+	c.recorder.Eventf(w.obj, corev1.EventTypeNormal, "ProxySidecarRestarted",
+		"istio-operator restarted %s %s: %d of %d pods run an outdated sidecar proxy (%s); the desired proxy is %s.",
+		k.Kind, k.Name, len(stale), len(pods), reason, t.proxy.Image)
+	if w.byEviction {
+		c.metrics.Restart(string(k.Kind), metrics.RestartIssued)
+	}
+	return queue.Result{RequeueAfter: workloadRecheck}, nil
+}
+
+// follow watches a workload restarted for the target: a rollout until it
+// is done, or the evictions one pod at a time.
+func (c *Controller) follow(ctx context.Context, w *workload, t *target, pods, stale []*corev1.Pod) (queue.Result, error) {
+	k := w.key
+	if why := c.progress(w, t); why != "" {
+		c.release(k)
+		return queue.Result{}, nil // blocked: the summary reports it
+	}
+	if !w.byEviction {
+		if !w.rollout.Done || len(stale) > 0 {
+			c.pacer.rolling(k)
+			return queue.Result{RequeueAfter: workloadRecheck}, nil
+		}
+		c.finish(k, w)
+		return queue.Result{}, nil
+	}
+	if len(stale) == 0 {
+		c.finish(k, w)
+		return queue.Result{}, nil
+	}
+	c.pacer.rolling(k)
+	for _, pod := range pods {
+		if pod.DeletionTimestamp != nil {
+			return queue.Result{RequeueAfter: RollingInterval}, nil
+		}
+	}
+	if w.ready < w.desired {
+		return queue.Result{RequeueAfter: RollingInterval}, nil
+	}
+	// Oldest first, one at a time: the next goes once the replacement is ready.
+	sort.Slice(stale, func(i, j int) bool { return stale[i].CreationTimestamp.Before(&stale[j].CreationTimestamp) })
+	pod := stale[0]
+	err := c.kube.PolicyV1().Evictions(pod.Namespace).Evict(ctx, &policyv1.Eviction{
+		ObjectMeta:    metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace},
+		DeleteOptions: &metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &pod.UID}},
+	})
+	switch {
+	case err == nil, apierrors.IsNotFound(err), apierrors.IsConflict(err):
+		klog.FromContext(ctx).V(2).Info("Evicted pod for its sidecar proxy", "workload", k, "pod", pod.Name)
+		return queue.Result{RequeueAfter: RollingInterval}, nil
+	case apierrors.IsTooManyRequests(err):
+		// A PodDisruptionBudget says not now.
+		return queue.Result{RequeueAfter: evictionRetry}, nil
+	default:
+		c.metrics.Restart(string(k.Kind), metrics.RestartFailed)
+		return queue.Result{}, fmt.Errorf("evicting pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+}
+
+// markRestarted writes the restart annotations: on the pod template, which
+// rolls the workload, or on the workload itself for eviction kinds.
+func (c *Controller) markRestarted(ctx context.Context, w *workload, hash string) error {
+	ann := map[string]any{
+		AnnotationRestartedFor: hash,
+		AnnotationRestartedAt:  c.clock.Now().UTC().Format(time.RFC3339),
+	}
+	var patch map[string]any
+	if w.byEviction {
+		patch = map[string]any{"metadata": map[string]any{"annotations": ann}}
+	} else {
+		patch = map[string]any{"spec": map[string]any{"template": map[string]any{"metadata": map[string]any{"annotations": ann}}}}
+	}
+	body, err := json.Marshal(patch)
+	if err != nil {
+		return err
+	}
+	k := w.key
+	opts := metav1.PatchOptions{FieldManager: status.FieldManagerPrefix + Name}
+	switch k.Kind {
+	case KindDeployment:
+		_, err = c.kube.AppsV1().Deployments(k.Namespace).Patch(ctx, k.Name, types.MergePatchType, body, opts)
+	case KindStatefulSet:
+		_, err = c.kube.AppsV1().StatefulSets(k.Namespace).Patch(ctx, k.Name, types.MergePatchType, body, opts)
+	case KindDaemonSet:
+		_, err = c.kube.AppsV1().DaemonSets(k.Namespace).Patch(ctx, k.Name, types.MergePatchType, body, opts)
+	case KindReplicaSet:
+		_, err = c.kube.AppsV1().ReplicaSets(k.Namespace).Patch(ctx, k.Name, types.MergePatchType, body, opts)
+	case KindReplicationController:
+		_, err = c.kube.CoreV1().ReplicationControllers(k.Namespace).Patch(ctx, k.Name, types.MergePatchType, body, opts)
+	default:
+		return fmt.Errorf("cannot restart a %s", k.Kind)
+	}
+	if err == nil && !w.byEviction {
+		c.metrics.Restart(string(k.Kind), metrics.RestartIssued)
+	}
+	return err
+}
+
+// finish records a completed restart and hands its slot on.
+func (c *Controller) finish(k Key, w *workload) {
+	if c.pacer.waiting(k) {
+		if at := w.restartedAt(); !at.IsZero() {
+			c.metrics.Restarted(string(k.Kind), c.clock.Since(at))
+		}
+	}
+	c.release(k)
+}
+
+// release frees k's pacing slot and wakes the workloads in line.
+func (c *Controller) release(k Key) {
+	for _, next := range c.pacer.done(k) {
+		c.loop.Add(next)
+	}
+}

@@ -1,0 +1,339 @@
+package proxysidecar
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+
+	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
+	"github.com/meshkeeper/istio-operator/pkg/istioclient"
+	"github.com/meshkeeper/istio-operator/pkg/metrics"
+)
+
+// maxNamed is how many workloads a condition message names (Kyma's format).
+const maxNamed = 5
+
+// syncSummary counts the mesh for the served Istio resource, sets the
+// target the workload syncs work towards, enqueues the workloads to restart
+// and writes the condition.
+func (c *Controller) syncSummary(ctx context.Context, k Key) (queue.Result, error) {
+	cached, err := c.istios.Istios(k.Namespace).Get(k.Name)
+	if apierrors.IsNotFound(err) {
+		c.dropTarget(k)
+		return queue.Result{}, nil
+	}
+	if err != nil {
+		return queue.Result{}, err
+	}
+	in := status.InstallationOf(cached)
+	if !in.Served || cached.DeletionTimestamp != nil {
+		c.dropTarget(k)
+		return queue.Result{}, nil
+	}
+	if !in.Current {
+		// Istio is being changed: restarting now could give pods the old
+		// proxy again. Stop until the installation is current.
+		c.dropTarget(k)
+		_, _, err := c.status.Apply(ctx, cached, status.Update{Conditions: []status.Condition{
+			status.Waiting(v1alpha2.ConditionProxySidecarRestartSucceeded, in)}})
+		return queue.Result{}, err
+	}
+
+	proxy, err := c.desiredProxy(cached)
+	if err != nil {
+		return queue.Result{}, err
+	}
+	t := &target{istio: k, proxy: proxy, hash: proxy.Hash(), pacing: cached.Spec.EffectiveRestartPacing(c.defaults)}
+	c.pacer.configure(t.pacing)
+	if old := c.target.Swap(t); old == nil || old.hash != t.hash {
+		klog.FromContext(ctx).Info("Desired sidecar proxy", "image", proxy.Image, "hash", t.hash, "pacing", t.pacing)
+	}
+
+	n := c.count(t)
+	for _, w := range n.toStart {
+		c.loop.Add(w)
+	}
+	for _, w := range c.pacer.next() {
+		c.loop.Add(w)
+	}
+	c.metrics.Summary(n.outdatedPods, map[string]int{
+		metrics.WorkloadWaiting: len(n.waiting), metrics.WorkloadRolling: len(n.rolling),
+		metrics.WorkloadBlocked: len(n.blocked), metrics.WorkloadManual: len(n.manual),
+	})
+
+	cond, after := n.condition(t)
+	prev := meta.FindStatusCondition(cached.Status.Conditions, v1alpha2.ConditionProxySidecarRestartSucceeded)
+	if wait := c.progressWait(k, prev, cond, cached.Generation); wait > 0 {
+		// Only the counts moved: a rollout wave writes its progress at most
+		// once per RollingInterval.
+		return queue.Result{RequeueAfter: wait}, nil
+	}
+	_, wrote, err := c.status.Apply(ctx, cached, status.Update{Conditions: []status.Condition{cond}})
+	if err != nil {
+		return queue.Result{}, err
+	}
+	if wrote && (prev == nil || prev.Reason != cond.Reason) {
+		switch cond.Reason {
+		case v1alpha2.ReasonProxySidecarManualRestartRequired, v1alpha2.ReasonProxySidecarRestartFailed:
+			c.recorder.Event(cached, corev1.EventTypeWarning, cond.Reason, cond.Message)
+		case v1alpha2.ReasonProxySidecarRestartSucceeded:
+			if prev != nil {
+				c.recorder.Event(cached, corev1.EventTypeNormal, cond.Reason, cond.Message)
+			}
+		}
+	}
+	return queue.Result{RequeueAfter: after}, nil
+}
+
+// desiredProxy is DesiredProxy of the resource, computed once per generation.
+func (c *Controller) desiredProxy(istio *v1alpha2.Istio) (istioclient.Proxy, error) {
+	c.mu.Lock()
+	d, ok := c.desired[istio.UID]
+	c.mu.Unlock()
+	if ok && d.generation == istio.Generation {
+		return d.proxy, nil
+	}
+	p, err := istioclient.DesiredProxy(&istio.Spec)
+	if err != nil {
+		return p, err
+	}
+	c.mu.Lock()
+	c.desired = map[types.UID]desiredAt{istio.UID: {generation: istio.Generation, proxy: p}}
+	c.mu.Unlock()
+	return p, nil
+}
+
+// progressWait is how long to hold back a write that changes only the
+// counts of an in-progress condition; 0 means write now.
+func (c *Controller) progressWait(k Key, prev *metav1.Condition, cond status.Condition, generation int64) time.Duration {
+	if prev != nil && prev.Message == cond.Message && prev.Reason == cond.Reason {
+		return 0 // nothing to write
+	}
+	onlyCounts := prev != nil && prev.Reason == cond.Reason && prev.Status == cond.Status &&
+		prev.ObservedGeneration == generation && cond.Reason == v1alpha2.ReasonProxySidecarRestartInProgress
+	now := c.clock.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if wait := c.lastProgress[k].Add(RollingInterval).Sub(now); onlyCounts && wait > 0 {
+		return wait
+	}
+	c.lastProgress[k] = now
+	return 0
+}
+
+func (c *Controller) dropTarget(k Key) {
+	if t := c.target.Load(); t != nil && t.istio == k {
+		c.target.CompareAndSwap(t, nil)
+	}
+}
+
+// census is one count of the mesh against a target.
+type census struct {
+	outdatedPods int
+	restarted    int      // restarted for the target, and on it
+	rolling      []Key    // restarted for the target, rolling out
+	waiting      []Key    // outdated, not yet restarted
+	blocked      []string // "namespace/name (why)": paused, stuck, still outdated after the restart
+	manual       []string // "namespace/name" of pods nothing can restart
+	excluded     int
+	// toStart are the waiting workloads the pacer does not know yet, Kyma's
+	// namespace first.
+	toStart []Key
+}
+
+// count groups the injected pods by workload and classifies each workload.
+func (c *Controller) count(t *target) *census {
+	type group struct{ outdated, newest int }
+	groups := map[Key]*group{}
+	n := &census{}
+	objs, _ := c.pods.ByIndex(injectedIndex, "true")
+	for _, o := range objs {
+		pod := o.(*corev1.Pod)
+		if !live(pod) {
+			continue
+		}
+		k, ok := workloadOf(pod, c.replicaSets)
+		stale := outdated(pod, &t.proxy) != ""
+		if stale {
+			n.outdatedPods++
+		}
+		if !ok {
+			if stale {
+				n.manual = append(n.manual, describe(k, pod))
+			}
+			continue
+		}
+		g := groups[k]
+		if g == nil {
+			g = &group{}
+			groups[k] = g
+		}
+		if stale {
+			g.outdated++
+		}
+	}
+
+	for k, g := range groups {
+		w, err := c.getWorkload(k)
+		if err != nil || w == nil {
+			if g.outdated > 0 {
+				n.waiting = append(n.waiting, k) // the cache lags; its own sync resolves it
+			}
+			continue
+		}
+		if w.key.Kind == KindReplicaSet && w.owner != nil {
+			continue // a Deployment's ReplicaSet the cache saw before its owner
+		}
+		if c.deleting(w) {
+			continue
+		}
+		if c.excluded(w) {
+			if g.outdated > 0 {
+				n.excluded++
+			}
+			continue
+		}
+		if w.restartedFor() == t.hash {
+			switch why := c.progress(w, t); {
+			case why != "":
+				n.blocked = append(n.blocked, fmt.Sprintf("%s/%s (%s)", k.Namespace, k.Name, why))
+			case g.outdated == 0 && (w.byEviction || w.rollout.Done):
+				n.restarted++
+				if c.pacer.waiting(k) {
+					n.toStart = append(n.toStart, k) // its sync frees the slot
+				}
+			default:
+				c.pacer.rolling(k)
+				n.rolling = append(n.rolling, k)
+			}
+			continue
+		}
+		if g.outdated == 0 {
+			continue
+		}
+		if why := blockedBefore(w); why != "" {
+			n.blocked = append(n.blocked, fmt.Sprintf("%s/%s (%s)", k.Namespace, k.Name, why))
+			continue
+		}
+		n.waiting = append(n.waiting, k)
+	}
+
+	sort.Slice(n.waiting, func(i, j int) bool { return kymaFirst(n.waiting[i], n.waiting[j]) })
+	for _, k := range n.waiting {
+		if !c.pacer.waiting(k) {
+			n.toStart = append(n.toStart, k)
+		}
+	}
+	sort.Strings(n.blocked)
+	sort.Strings(n.manual)
+	return n
+}
+
+// progress says why a workload restarted for the target cannot finish, or
+// "": its rollout is stuck, or pods created after its restart still get an
+// outdated proxy (then restarting again would not help).
+func (c *Controller) progress(w *workload, t *target) string {
+	if w.rollout.Failed != "" && !w.byEviction {
+		return "rollout stuck: " + w.rollout.Failed
+	}
+	since := w.restartedAt()
+	if since.IsZero() {
+		return ""
+	}
+	for _, pod := range c.podsOf(w.key) {
+		if live(pod) && !pod.CreationTimestamp.Time.Before(since) && outdated(pod, &t.proxy) != "" {
+			return fmt.Sprintf("pod %s, created after the restart, still runs an outdated proxy: %s", pod.Name, outdated(pod, &t.proxy))
+		}
+	}
+	return ""
+}
+
+// blockedBefore says why an outdated workload must not be restarted now
+// and needs the user: it is paused, or its rollout is stuck.
+func blockedBefore(w *workload) string {
+	switch {
+	case w.paused:
+		return "paused: resume it to restart its proxies"
+	case w.rollout.Failed != "" && !w.byEviction:
+		return "rollout stuck: " + w.rollout.Failed
+	}
+	return ""
+}
+
+// describe names an unrestartable pod for the condition message.
+func describe(owner Key, pod *corev1.Pod) string {
+	if owner.Kind == "Pod" {
+		return pod.Namespace + "/" + pod.Name
+	}
+	return fmt.Sprintf("%s/%s (%s %s)", pod.Namespace, pod.Name, owner.Kind, owner.Name)
+}
+
+func kymaFirst(a, b Key) bool {
+	if ak, bk := a.Namespace == kymaNamespace, b.Namespace == kymaNamespace; ak != bk {
+		return ak
+	}
+	if a.Namespace != b.Namespace {
+		return a.Namespace < b.Namespace
+	}
+	return a.Name < b.Name
+}
+
+// condition is the ProxySidecarRestartSucceeded condition for the count,
+// and when to count again.
+func (n *census) condition(t *target) (status.Condition, time.Duration) {
+	cond := status.Condition{Type: v1alpha2.ConditionProxySidecarRestartSucceeded}
+	total := n.restarted + len(n.rolling) + len(n.waiting) + len(n.blocked)
+	progress := fmt.Sprintf("%d of %d workloads restarted, %d waiting, %d need manual restart",
+		n.restarted, total, len(n.waiting), len(n.manual))
+	var extra []string
+	if len(n.rolling) > 0 {
+		extra = append(extra, fmt.Sprintf("%d rolling out", len(n.rolling)))
+	}
+	if len(n.blocked) > 0 {
+		extra = append(extra, "blocked: "+named(n.blocked))
+	}
+	if n.excluded > 0 {
+		extra = append(extra, fmt.Sprintf("%d excluded by annotation %s", n.excluded, AnnotationExclude))
+	}
+	if len(extra) > 0 {
+		progress += " (" + strings.Join(extra, "; ") + ")"
+	}
+	switch {
+	case len(n.rolling)+len(n.waiting) > 0:
+		cond.Status, cond.Reason = metav1.ConditionFalse, v1alpha2.ReasonProxySidecarRestartInProgress
+		cond.Message = fmt.Sprintf("Restarting workloads onto proxy %s: %s.", t.proxy.Image, progress)
+		return cond, RollingInterval
+	case len(n.blocked) > 0:
+		cond.Status, cond.Reason = metav1.ConditionFalse, v1alpha2.ReasonProxySidecarRestartFailed
+		cond.Message = fmt.Sprintf("Some workloads cannot be restarted onto proxy %s: %s. Resolve what blocks them; the operator then restarts them.",
+			t.proxy.Image, progress)
+		return cond, AttentionInterval
+	case len(n.manual) > 0:
+		cond.Status, cond.Reason = metav1.ConditionFalse, v1alpha2.ReasonProxySidecarManualRestartRequired
+		cond.Message = fmt.Sprintf("The sidecars of the following workloads could not be restarted: %s. Recreate these pods to give them proxy %s (%s).",
+			named(n.manual), t.proxy.Image, progress)
+		return cond, AttentionInterval
+	}
+	cond.Status, cond.Reason = metav1.ConditionTrue, v1alpha2.ReasonProxySidecarRestartSucceeded
+	cond.Message = fmt.Sprintf("Every injected workload runs proxy %s: %s.", t.proxy.Image, progress)
+	return cond, ConvergedInterval
+}
+
+// named lists up to maxNamed entries and counts the rest, as Kyma does.
+func named(list []string) string {
+	if len(list) <= maxNamed {
+		return strings.Join(list, ", ")
+	}
+	return fmt.Sprintf("%s and %d additional workload(s)", strings.Join(list[:maxNamed], ", "), len(list)-maxNamed)
+}

@@ -1,0 +1,84 @@
+// Package rollout reads the workload controllers' verdict on a rollout from
+// a workload's status: done, still rolling, or stuck. The ingress gateway
+// and proxy sidecar controllers both restart workloads and wait for them.
+package rollout
+
+import (
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Status is a workload's rollout.
+type Status struct {
+	// Done is true when the current template runs on every replica and
+	// the replicas are available.
+	Done bool
+	// Updated and Desired count the replicas, for messages.
+	Updated, Desired int32
+	// Failed is the workload controller's reason the rollout does not
+	// progress, or "".
+	Failed string
+}
+
+// OfDeployment reads a Deployment's rollout. A stuck rollout is the
+// Deployment controller's ProgressDeadlineExceeded.
+func OfDeployment(d *appsv1.Deployment) Status {
+	want := replicas(d.Spec.Replicas)
+	s := d.Status
+	st := Status{
+		Updated: s.UpdatedReplicas, Desired: want,
+		Done: s.ObservedGeneration >= d.Generation && s.UpdatedReplicas >= want && s.AvailableReplicas >= want &&
+			s.Replicas == s.UpdatedReplicas,
+	}
+	for _, c := range s.Conditions {
+		if c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded" {
+			st.Failed = c.Message
+		}
+	}
+	return st
+}
+
+// OfStatefulSet reads a StatefulSet's rollout: every replica at the update
+// revision and ready.
+func OfStatefulSet(s *appsv1.StatefulSet) Status {
+	want := replicas(s.Spec.Replicas)
+	st := s.Status
+	return Status{
+		Updated: st.UpdatedReplicas, Desired: want,
+		Done: st.ObservedGeneration >= s.Generation && st.UpdateRevision == st.CurrentRevision &&
+			st.ReadyReplicas >= want && st.Replicas == want,
+	}
+}
+
+// OfDaemonSet reads a DaemonSet's rollout: every scheduled pod updated and
+// available.
+func OfDaemonSet(d *appsv1.DaemonSet) Status {
+	s := d.Status
+	return Status{
+		Updated: s.UpdatedNumberScheduled, Desired: s.DesiredNumberScheduled,
+		Done: s.ObservedGeneration >= d.Generation && s.UpdatedNumberScheduled >= s.DesiredNumberScheduled &&
+			s.NumberAvailable >= s.DesiredNumberScheduled,
+	}
+}
+
+// Settled reports whether a workload that is not rolled out by a template
+// change (a ReplicaSet, a ReplicationController, an OnDelete workload) has
+// all its replicas ready: the moment to replace the next pod.
+func Settled(ready, desired int32) bool { return ready >= desired }
+
+func replicas(p *int32) int32 {
+	if p == nil {
+		return 1
+	}
+	return *p
+}
+
+// String is the progress for messages.
+func (s Status) String() string {
+	if s.Failed != "" {
+		return "stuck: " + s.Failed
+	}
+	return fmt.Sprintf("%d of %d replicas updated", s.Updated, s.Desired)
+}

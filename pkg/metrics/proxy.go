@@ -1,0 +1,90 @@
+package metrics
+
+import (
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Restart results, the values of the "result" label of the proxy restart
+// counter.
+const (
+	RestartIssued = "issued" // a pod-template patch or an eviction was accepted
+	RestartFailed = "failed" // the patch or eviction was refused or errored
+)
+
+// Workload states of the proxy sidecar controller, the values of the
+// "state" label of the workloads gauge.
+const (
+	WorkloadWaiting = "waiting" // outdated, waiting for its turn (pacing, or a rollout already in progress)
+	WorkloadRolling = "rolling" // restarted, rolling out
+	WorkloadBlocked = "blocked" // paused, stuck, or still outdated after its restart
+	WorkloadManual  = "manual"  // pods the operator cannot restart
+)
+
+// WorkloadKinds are the kinds the proxy sidecar controller restarts, to
+// pre-initialise series.
+var WorkloadKinds = []string{"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController"}
+
+var (
+	proxyRestarts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace,
+		Name:      "proxy_restarts_total",
+		Help:      "Workload restarts for an outdated sidecar proxy, by workload kind and result.",
+	}, []string{"kind", "result"})
+	proxyRestartDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: Namespace,
+		Name:      "proxy_restart_duration_seconds",
+		Help:      "Time from a workload's restart to every pod of it running the desired proxy, by workload kind.",
+		Buckets:   []float64{1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600},
+	}, []string{"kind"})
+	outdatedProxies = prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: Namespace,
+		Name:      "outdated_proxies",
+		Help:      "Injected pods whose sidecar proxy differs from the desired one.",
+	})
+	proxyWorkloads = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: Namespace,
+		Name:      "proxy_workloads",
+		Help:      "Workloads with outdated sidecar proxies, by state (waiting, rolling, blocked, manual).",
+	}, []string{"state"})
+
+	proxyOnce sync.Once
+)
+
+// ProxyMetrics records the proxy sidecar controller's work.
+type ProxyMetrics struct{}
+
+// NewProxyMetrics registers the proxy sidecar metrics and creates every
+// series, so that they exist from the start.
+func NewProxyMetrics() *ProxyMetrics {
+	proxyOnce.Do(func() {
+		Registry().MustRegister(proxyRestarts, proxyRestartDuration, outdatedProxies, proxyWorkloads)
+		for _, k := range WorkloadKinds {
+			proxyRestarts.WithLabelValues(k, RestartIssued)
+			proxyRestarts.WithLabelValues(k, RestartFailed)
+			proxyRestartDuration.WithLabelValues(k)
+		}
+		for _, s := range []string{WorkloadWaiting, WorkloadRolling, WorkloadBlocked, WorkloadManual} {
+			proxyWorkloads.WithLabelValues(s)
+		}
+	})
+	return &ProxyMetrics{}
+}
+
+// Restart counts one restart of a workload of kind.
+func (*ProxyMetrics) Restart(kind, result string) { proxyRestarts.WithLabelValues(kind, result).Inc() }
+
+// Restarted records how long a workload of kind took to run the desired proxy.
+func (*ProxyMetrics) Restarted(kind string, d time.Duration) {
+	proxyRestartDuration.WithLabelValues(kind).Observe(d.Seconds())
+}
+
+// Summary sets the gauges from a full count.
+func (*ProxyMetrics) Summary(outdatedPods int, workloads map[string]int) {
+	outdatedProxies.Set(float64(outdatedPods))
+	for _, s := range []string{WorkloadWaiting, WorkloadRolling, WorkloadBlocked, WorkloadManual} {
+		proxyWorkloads.WithLabelValues(s).Set(float64(workloads[s]))
+	}
+}

@@ -1,0 +1,163 @@
+// Command bench measures the operator's proxy sidecar restart wave on a real
+// local cluster (kwokctl binary runtime, kwok-simulated nodes and pods):
+// how fast and how cheaply the operator restarts every injected workload
+// after a proxy configuration change, unpaced and paced, and what it costs
+// while idle. It writes bench-results.json and bench-results.md into the
+// repository root and prints the Markdown. `make bench` runs it; see
+// docs/performance.md.
+//
+// It exits non-zero only when the harness itself fails (the cluster does not
+// start, a request of its own fails, the operator crashes or never installs
+// Istio); a missed target is marked FAIL in the results.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/wait"
+)
+
+// options are the benchmark's parameters; every size is a flag.
+type options struct {
+	Workloads  int           `json:"workloads"`
+	Pods       int           `json:"podsPerWorkload"`
+	Namespaces int           `json:"namespaces"`
+	Nodes      int           `json:"nodes"`
+	UnpacedCPU string        `json:"unpacedWaveProxyCPU"`
+	PacedCPU   string        `json:"pacedWaveProxyCPU"`
+	PacedRate  string        `json:"pacedRestartsPerSecond"`
+	Idle       time.Duration `json:"-"`
+	IdleText   string        `json:"idle"`
+	Workers    int           `json:"operatorWorkers"`
+	APIQPS     float64       `json:"operatorAPIQPS"`
+	APIBurst   int           `json:"operatorAPIBurst"`
+
+	// Not part of the results.
+	Binary         string        `json:"-"`
+	OutDir         string        `json:"-"`
+	Settle         time.Duration `json:"-"`
+	InstallTimeout time.Duration `json:"-"`
+	SetupTimeout   time.Duration `json:"-"`
+	WaveTimeout    time.Duration `json:"-"`
+}
+
+func parseFlags(args []string) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.IntVar(&o.Workloads, "workloads", 1000, "Injected Deployments.")
+	fs.IntVar(&o.Pods, "pods", 2, "Replicas of each Deployment.")
+	fs.IntVar(&o.Namespaces, "namespaces", 10, "Injected namespaces the Deployments are spread over.")
+	fs.IntVar(&o.Nodes, "nodes", 10, "kwok nodes (1000 pods each).")
+	fs.StringVar(&o.UnpacedCPU, "unpaced-cpu", "20m", "Sidecar CPU request the unpaced wave changes to; it must differ from the installed default.")
+	fs.StringVar(&o.PacedCPU, "paced-cpu", "30m", "Sidecar CPU request the paced wave changes to.")
+	fs.StringVar(&o.PacedRate, "paced-rate", "50", "spec.proxyRestart.restartsPerSecond of the paced wave (a quantity).")
+	fs.DurationVar(&o.Idle, "idle", 60*time.Second, "How long to measure the idle operator.")
+	fs.IntVar(&o.Workers, "operator-workers", 4, "The operator's --workers.")
+	fs.Float64Var(&o.APIQPS, "operator-qps", 1000, "The operator's --kube-api-qps (the cluster runs without limits).")
+	fs.IntVar(&o.APIBurst, "operator-burst", 2000, "The operator's --kube-api-burst.")
+	fs.StringVar(&o.Binary, "operator-binary", "", "A built operator binary. Default: build bin/istio-operator.")
+	fs.StringVar(&o.OutDir, "out", "", "Directory of bench-results.{json,md}. Default: the repository root.")
+	fs.DurationVar(&o.Settle, "settle", 5*time.Second, "How long to keep watching after a wave has converged, to catch late or repeated patches.")
+	fs.DurationVar(&o.InstallTimeout, "install-timeout", 5*time.Minute, "Limit of the Istio installation.")
+	fs.DurationVar(&o.SetupTimeout, "setup-timeout", 15*time.Minute, "Limit of creating the workloads until all their pods run.")
+	fs.DurationVar(&o.WaveTimeout, "wave-timeout", 10*time.Minute, "Limit of one restart wave, from the change to every pod current.")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	switch {
+	case o.Workloads < 1, o.Pods < 1, o.Namespaces < 1, o.Nodes < 1:
+		return o, errors.New("--workloads, --pods, --namespaces and --nodes must be at least 1")
+	case o.Namespaces > o.Workloads:
+		return o, errors.New("--namespaces must not exceed --workloads")
+	case o.Workloads*o.Pods > o.Nodes*1000:
+		return o, fmt.Errorf("%d pods do not fit on %d nodes of 1000 pods: raise --nodes", o.Workloads*o.Pods, o.Nodes)
+	case o.Idle < 0:
+		return o, errors.New("--idle must not be negative")
+	}
+	for _, q := range []string{o.UnpacedCPU, o.PacedCPU, o.PacedRate} {
+		if _, err := resource.ParseQuantity(q); err != nil {
+			return o, fmt.Errorf("%q: %w", q, err)
+		}
+	}
+	if unpaced, paced := resource.MustParse(o.UnpacedCPU), resource.MustParse(o.PacedCPU); unpaced.Cmp(paced) == 0 {
+		return o, errors.New("--unpaced-cpu and --paced-cpu must differ, or the paced wave changes nothing")
+	}
+	o.IdleText = o.Idle.String()
+	return o, nil
+}
+
+func main() {
+	opts, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(2)
+	}
+
+	// The first SIGINT/SIGTERM cancels the run, which then cleans up (the
+	// operator, the injector's webhook, the cluster); a second one exits at
+	// once and may leave the cluster running.
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-sigs
+		progress("%v: stopping and cleaning up (again to exit at once)", sig)
+		cancel()
+		<-sigs
+		os.Exit(130)
+	}()
+
+	err = run(ctx, opts)
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: FAILED:", err)
+		os.Exit(1)
+	}
+}
+
+var begin = time.Now()
+
+// progress writes a line to stderr with the time since the start.
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[%7.1fs] %s\n", time.Since(begin).Seconds(), fmt.Sprintf(format, args...))
+}
+
+// poll calls cond every interval until it returns true, it fails, ctx ends
+// or timeout passes; the error names what was awaited.
+func poll(ctx context.Context, timeout, interval time.Duration, what string, cond wait.ConditionWithContextFunc) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := wait.PollUntilContextCancel(ctx, interval, true, cond); err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return &timeoutError{what: what, after: timeout}
+		}
+		return fmt.Errorf("waiting for %s: %w", what, err)
+	}
+	return nil
+}
+
+// timeoutError is a wait that ran out of time. In a measured phase it means
+// the operator missed the phase's goal, which the results report, rather
+// than a failure of the harness.
+type timeoutError struct {
+	what  string
+	after time.Duration
+}
+
+func (e *timeoutError) Error() string {
+	return fmt.Sprintf("timed out after %s waiting for %s", e.after, e.what)
+}

@@ -1,0 +1,450 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Targets for the unpaced wave, set for the default size of 1000 workloads;
+// other sizes are held to the same numbers.
+const (
+	targetLastPatchSeconds    = 20
+	targetRequestsPerWorkload = 1.2
+	targetWaveCPUSeconds      = 3
+	targetPeakRSSMiB          = 150
+	targetRateSlack           = 0.10
+)
+
+// results is everything one run measured; it is written as JSON as is.
+type results struct {
+	Started     time.Time `json:"started"`
+	Machine     machine   `json:"machine"`
+	Options     options   `json:"options"`
+	Commit      string    `json:"operatorCommit"`
+	OperatorLog string    `json:"operatorLog,omitempty"`
+
+	InstallSeconds float64 `json:"installSeconds"`
+	Setup          struct {
+		// Seconds from creating the namespaces until every pod runs.
+		Seconds float64 `json:"seconds"`
+		// ProxyCPU is the sidecar CPU request of the installed default.
+		ProxyCPU string `json:"proxyCPU"`
+		// FreshRestarts counts Deployments the operator patched although
+		// they were created with the desired proxy.
+		FreshRestarts int `json:"freshWorkloadsRestarted"`
+		setupStart    time.Time
+	} `json:"setup"`
+	Baseline  snapshot           `json:"baseline"`
+	Unpaced   *waveResult        `json:"unpacedWave,omitempty"`
+	Paced     *waveResult        `json:"pacedWave,omitempty"`
+	Idle      *idleResult        `json:"idle,omitempty"`
+	Reconcile []reconcileSummary `json:"reconcileDurations,omitempty"`
+	Checks    []check            `json:"checks"`
+	Notes     []string           `json:"notes,omitempty"`
+}
+
+type machine struct {
+	CPUs      int    `json:"cpus"`
+	CPUModel  string `json:"cpuModel"`
+	MemoryMiB int64  `json:"memoryMiB"`
+	Kernel    string `json:"kernel"`
+	Go        string `json:"go"`
+}
+
+// snapshot is the operator's state at one moment.
+type snapshot struct {
+	CPUSeconds     float64       `json:"cpuSeconds"`
+	RSSBytes       int64         `json:"rssBytes"`
+	PeakRSSBytes   int64         `json:"peakRSSBytes"`
+	HeapInuseBytes int64         `json:"heapInuseBytes"`
+	Requests       requestCounts `json:"apiRequests"`
+	metrics        metricSet
+}
+
+type waveResult struct {
+	Name      string `json:"name"`
+	ProxyCPU  string `json:"proxyCPU"`
+	Workloads int    `json:"workloads"`
+	// ConfiguredRate is restartsPerSecond; 0 is unpaced.
+	ConfiguredRate float64 `json:"configuredRate"`
+	// Failure says what the operator did not achieve in time; the other
+	// figures are then partial.
+	Failure string `json:"failure,omitempty"`
+
+	Patched             int     `json:"deploymentsPatched"`
+	PatchedMoreThanOnce int     `json:"deploymentsPatchedMoreThanOnce"`
+	Patches             int     `json:"patches"`
+	FirstPatchSeconds   float64 `json:"firstPatchSeconds"`
+	LastPatchSeconds    float64 `json:"lastPatchSeconds"`
+	// AchievedRate is (patches-1)/(last-first); RateSlack is its relative
+	// difference from ConfiguredRate.
+	AchievedRate float64 `json:"achievedRate"`
+	RateSlack    float64 `json:"rateSlack,omitempty"`
+	// NewPodsReadySeconds is when the last pod with the new proxy became
+	// Ready; RolledOutSeconds when, in addition, the last old pod was gone.
+	NewPodsReadySeconds  float64 `json:"newPodsReadySeconds"`
+	RolledOutSeconds     float64 `json:"rolledOutSeconds"`
+	ConditionTrueSeconds float64 `json:"conditionTrueSeconds"`
+
+	Requests            requestCounts      `json:"apiRequests"`
+	RequestsPerWorkload float64            `json:"apiRequestsPerWorkload"`
+	CPUSeconds          float64            `json:"cpuSeconds"`
+	PeakRSSBytes        int64              `json:"peakRSSBytes"`
+	PeakHeapInuseBytes  int64              `json:"peakHeapInuseBytes"`
+	Reconcile           []reconcileSummary `json:"reconcileDurations,omitempty"`
+}
+
+// fill computes the patch figures from the restarts seen since start.
+func (w *waveResult) fill(rs []restart, start time.Time) {
+	sum := summarize(rs)
+	w.Patched, w.PatchedMoreThanOnce, w.Patches = sum.patched, sum.patchedTwice, sum.total
+	if sum.total == 0 {
+		return
+	}
+	w.FirstPatchSeconds = sum.first.Sub(start).Seconds()
+	w.LastPatchSeconds = sum.last.Sub(start).Seconds()
+	if span := sum.last.Sub(sum.first).Seconds(); sum.total > 1 && span > 0 {
+		w.AchievedRate = float64(sum.total-1) / span
+		if w.ConfiguredRate > 0 {
+			w.RateSlack = (w.AchievedRate - w.ConfiguredRate) / w.ConfiguredRate
+		}
+	}
+}
+
+type idleResult struct {
+	Seconds    float64       `json:"seconds"`
+	Requests   requestCounts `json:"apiRequests"`
+	Writes     float64       `json:"writes"`
+	Lists      float64       `json:"lists"`
+	CPUSeconds float64       `json:"cpuSeconds"`
+	RSSBytes   int64         `json:"rssBytes"`
+	Restarts   int           `json:"restartPatches"`
+}
+
+// check is one row of the results table; Pass is nil for a figure without
+// a target.
+type check struct {
+	Figure string `json:"figure"`
+	Value  string `json:"value"`
+	Target string `json:"target,omitempty"`
+	Pass   *bool  `json:"pass,omitempty"`
+}
+
+func newResults(o options, root string) *results {
+	return &results{Started: time.Now().UTC(), Machine: describeMachine(), Options: o, Commit: gitCommit(root)}
+}
+
+func (r *results) note(s string) { r.Notes = append(r.Notes, s) }
+
+func describeMachine() machine {
+	m := machine{CPUs: runtime.NumCPU(), Go: runtime.Version()}
+	if raw, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(raw))
+	}
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+		f.Close()
+	}
+	if f, err := os.Open("/proc/meminfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && k == "MemTotal" {
+				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+				m.MemoryMiB = kb >> 10
+				break
+			}
+		}
+		f.Close()
+	}
+	return m
+}
+
+// reconcileSummary estimates reconcile duration quantiles of one controller.
+type reconcileSummary struct {
+	Controller string  `json:"controller"`
+	Count      float64 `json:"count"`
+	P50Seconds float64 `json:"p50Seconds"`
+	P99Seconds float64 `json:"p99Seconds"`
+}
+
+const reconcileBuckets = "istio_operator_reconcile_duration_seconds_bucket"
+
+// reconcileQuantiles estimates p50 and p99 per controller from the
+// histogram's cumulative buckets (all results together), as Prometheus'
+// histogram_quantile does; with before, only the reconciles since then.
+func reconcileQuantiles(after, before metricSet) []reconcileSummary {
+	type key struct{ controller, le string }
+	counts := map[key]float64{}
+	add := func(m metricSet, sign float64) {
+		for _, s := range m {
+			if s.name == reconcileBuckets {
+				counts[key{s.labels["controller"], s.labels["le"]}] += sign * s.value
+			}
+		}
+	}
+	add(after, 1)
+	add(before, -1)
+
+	type bucket struct{ le, count float64 }
+	perController := map[string][]bucket{}
+	for k, n := range counts {
+		le, err := strconv.ParseFloat(k.le, 64) // "+Inf" parses as +Inf
+		if err != nil {
+			continue
+		}
+		perController[k.controller] = append(perController[k.controller], bucket{le, n})
+	}
+	var out []reconcileSummary
+	for controller, bs := range perController {
+		sort.Slice(bs, func(i, j int) bool { return bs[i].le < bs[j].le })
+		total := bs[len(bs)-1].count
+		if total <= 0 {
+			continue
+		}
+		quantile := func(q float64) float64 {
+			rank := q * total
+			lower, below := 0.0, 0.0
+			for _, b := range bs {
+				if b.count >= rank {
+					if math.IsInf(b.le, 1) {
+						return lower // beyond the last bound: report the bound
+					}
+					if b.count == below {
+						return b.le
+					}
+					return lower + (b.le-lower)*(rank-below)/(b.count-below)
+				}
+				lower, below = b.le, b.count
+			}
+			return lower
+		}
+		out = append(out, reconcileSummary{Controller: controller, Count: total, P50Seconds: quantile(0.5), P99Seconds: quantile(0.99)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Controller < out[j].Controller })
+	return out
+}
+
+// evaluate turns the figures into the table's rows.
+func (r *results) evaluate() {
+	var rows []check
+	info := func(figure, value string) { rows = append(rows, check{Figure: figure, Value: value}) }
+	judge := func(figure, value, target string, pass bool) {
+		rows = append(rows, check{Figure: figure, Value: value, Target: target, Pass: &pass})
+	}
+	o := r.Options
+
+	info("Install: Istio resource created to Ready=True", seconds(r.InstallSeconds))
+	if r.Setup.Seconds > 0 {
+		info(fmt.Sprintf("Setup: %d Deployments x %d pods running with a sidecar (CPU request %s)", o.Workloads, o.Pods, r.Setup.ProxyCPU),
+			seconds(r.Setup.Seconds))
+		judge("Setup: fresh workloads restarted", strconv.Itoa(r.Setup.FreshRestarts), "0", r.Setup.FreshRestarts == 0)
+	}
+	info("Operator RSS / heap in use after setup", fmt.Sprintf("%.0f MiB / %.0f MiB", mib(r.Baseline.RSSBytes), mib(r.Baseline.HeapInuseBytes)))
+
+	wave := func(w *waveResult, label string, paced bool) {
+		if w == nil {
+			judge(label+": wave", "not measured", "measured", false)
+			return
+		}
+		if w.Failure != "" {
+			judge(label+": wave completed", trimLines(w.Failure), "completed", false)
+		}
+		judge(label+": Deployments patched", strconv.Itoa(w.Patched), strconv.Itoa(w.Workloads), w.Patched == w.Workloads)
+		judge(label+": Deployments patched more than once", strconv.Itoa(w.PatchedMoreThanOnce), "0", w.PatchedMoreThanOnce == 0)
+		info(label+": first restart patch after the change", seconds(w.FirstPatchSeconds))
+		if !paced {
+			judge(label+": last restart patch after the change", seconds(w.LastPatchSeconds),
+				fmt.Sprintf("<= %d s", targetLastPatchSeconds), w.Failure == "" && w.LastPatchSeconds <= targetLastPatchSeconds)
+		} else {
+			info(label+": last restart patch after the change", seconds(w.LastPatchSeconds))
+			judge(label+": achieved restart rate", fmt.Sprintf("%.1f/s (%+.1f%%)", w.AchievedRate, 100*w.RateSlack),
+				fmt.Sprintf("%g/s +-%.0f%%", w.ConfiguredRate, 100*targetRateSlack),
+				w.Patches > 1 && math.Abs(w.RateSlack) <= targetRateSlack)
+		}
+		if w.Failure != "" {
+			return
+		}
+		info(label+": every pod Ready with the new proxy", seconds(w.NewPodsReadySeconds))
+		info(label+": every old pod gone", seconds(w.RolledOutSeconds))
+		info(label+": ProxySidecarRestartSucceeded=True", seconds(w.ConditionTrueSeconds))
+		info(label+": operator API requests by verb", verbs(w.Requests))
+		lists := w.Requests.ByVerb["list"]
+		judge(label+": LIST requests", fmt.Sprintf("%.0f", lists), "0", lists == 0)
+		if !paced {
+			judge(label+": API requests per workload", fmt.Sprintf("%.2f", w.RequestsPerWorkload),
+				fmt.Sprintf("<= %.1f", targetRequestsPerWorkload), w.RequestsPerWorkload <= targetRequestsPerWorkload)
+			judge(label+": operator CPU time", fmt.Sprintf("%.2f s", w.CPUSeconds),
+				fmt.Sprintf("< %d s", targetWaveCPUSeconds), w.CPUSeconds < targetWaveCPUSeconds)
+			judge(label+": operator peak RSS", fmt.Sprintf("%.0f MiB", mib(w.PeakRSSBytes)),
+				fmt.Sprintf("< %d MiB", targetPeakRSSMiB), mib(w.PeakRSSBytes) < targetPeakRSSMiB)
+		} else {
+			info(label+": API requests per workload", fmt.Sprintf("%.2f", w.RequestsPerWorkload))
+			info(label+": operator CPU time", fmt.Sprintf("%.2f s", w.CPUSeconds))
+			info(label+": operator peak RSS", fmt.Sprintf("%.0f MiB", mib(w.PeakRSSBytes)))
+		}
+		info(label+": operator peak heap in use", fmt.Sprintf("%.0f MiB", mib(w.PeakHeapInuseBytes)))
+	}
+	wave(r.Unpaced, "Unpaced", false)
+	wave(r.Paced, "Paced", true)
+
+	if i := r.Idle; i != nil {
+		label := fmt.Sprintf("Idle (%.0f s)", i.Seconds)
+		judge(label+": write requests", fmt.Sprintf("%.0f", i.Writes), "0", i.Writes == 0)
+		judge(label+": LIST requests", fmt.Sprintf("%.0f", i.Lists), "0", i.Lists == 0)
+		info(label+": operator API requests by verb", verbs(i.Requests))
+		info(label+": operator CPU time", fmt.Sprintf("%.2f s", i.CPUSeconds))
+	}
+	r.Checks = rows
+}
+
+func seconds(s float64) string { return fmt.Sprintf("%.1f s", s) }
+
+// verbs renders request counts by verb, largest first.
+func verbs(rc requestCounts) string {
+	if rc.Total == 0 {
+		return "none"
+	}
+	keys := make([]string, 0, len(rc.ByVerb))
+	for k := range rc.ByVerb {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if rc.ByVerb[keys[i]] != rc.ByVerb[keys[j]] {
+			return rc.ByVerb[keys[i]] > rc.ByVerb[keys[j]]
+		}
+		return keys[i] < keys[j]
+	})
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %.0f", k, rc.ByVerb[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// markdown renders the results for people.
+func (r *results) markdown() string {
+	var b strings.Builder
+	o, m := r.Options, r.Machine
+	fmt.Fprintf(&b, "# Proxy sidecar restart benchmark\n\n")
+	fmt.Fprintf(&b, "Run %s, operator commit %s. Machine: %d CPUs (%s), %d MiB memory, Linux %s, %s.\n\n",
+		r.Started.Format(time.RFC3339), r.Commit, m.CPUs, m.CPUModel, m.MemoryMiB, m.Kernel, m.Go)
+	fmt.Fprintf(&b, "Scenario: %d Deployments x %d pods in %d namespaces on %d kwok nodes; unpaced wave to a sidecar CPU request of %s, "+
+		"paced wave (restartsPerSecond %s) to %s; idle %s. Operator: --workers %d, --kube-api-qps %g, --kube-api-burst %d.\n\n",
+		o.Workloads, o.Pods, o.Namespaces, o.Nodes, o.UnpacedCPU, o.PacedRate, o.PacedCPU, o.IdleText, o.Workers, o.APIQPS, o.APIBurst)
+
+	b.WriteString("| Figure | Value | Target | Result |\n| --- | --- | --- | --- |\n")
+	for _, c := range r.Checks {
+		result := ""
+		if c.Pass != nil {
+			result = "FAIL"
+			if *c.Pass {
+				result = "pass"
+			}
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", c.Figure, cell(c.Value), cell(c.Target), result)
+	}
+
+	for _, w := range []*waveResult{r.Unpaced, r.Paced} {
+		if w == nil || w.Requests.Total == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "\n%s wave, operator API requests by verb and resource:\n\n", w.Name)
+		b.WriteString(resourceTable(w.Requests))
+	}
+	if len(r.Reconcile) > 0 {
+		b.WriteString("\nReconcile durations over the whole run (estimated from the histogram buckets):\n\n")
+		b.WriteString("| Controller | Reconciles | p50 | p99 |\n| --- | --- | --- | --- |\n")
+		for _, s := range r.Reconcile {
+			fmt.Fprintf(&b, "| %s | %.0f | %s | %s |\n", s.Controller, s.Count, duration(s.P50Seconds), duration(s.P99Seconds))
+		}
+	}
+	if r.Unpaced != nil && len(r.Unpaced.Reconcile) > 0 {
+		b.WriteString("\nReconcile durations during the unpaced wave:\n\n")
+		b.WriteString("| Controller | Reconciles | p50 | p99 |\n| --- | --- | --- | --- |\n")
+		for _, s := range r.Unpaced.Reconcile {
+			fmt.Fprintf(&b, "| %s | %.0f | %s | %s |\n", s.Controller, s.Count, duration(s.P50Seconds), duration(s.P99Seconds))
+		}
+	}
+	if len(r.Notes) > 0 {
+		b.WriteString("\nNotes:\n\n")
+		for _, n := range r.Notes {
+			fmt.Fprintf(&b, "- %s\n", cell(n))
+		}
+	}
+	return b.String()
+}
+
+func resourceTable(rc requestCounts) string {
+	keys := make([]string, 0, len(rc.ByResource))
+	for k := range rc.ByResource {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if rc.ByResource[keys[i]] != rc.ByResource[keys[j]] {
+			return rc.ByResource[keys[i]] > rc.ByResource[keys[j]]
+		}
+		return keys[i] < keys[j]
+	})
+	var b strings.Builder
+	b.WriteString("| Verb | Resource | Requests |\n| --- | --- | --- |\n")
+	for _, k := range keys {
+		verb, res, _ := strings.Cut(k, " ")
+		fmt.Fprintf(&b, "| %s | %s | %.0f |\n", verb, res, rc.ByResource[k])
+	}
+	return b.String()
+}
+
+func duration(s float64) string {
+	return time.Duration(s * float64(time.Second)).Round(10 * time.Microsecond).String()
+}
+
+// cell keeps a value on one table line.
+func cell(s string) string {
+	s = strings.ReplaceAll(s, "|", `\|`)
+	return strings.ReplaceAll(s, "\n", " ")
+}
+
+// write evaluates the figures, writes bench-results.json and
+// bench-results.md into dir (default root) and prints the Markdown.
+func (r *results) write(dir, root string) error {
+	if dir == "" {
+		dir = root
+	}
+	r.evaluate()
+	js, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	md := r.markdown()
+	jsonPath, mdPath := filepath.Join(dir, "bench-results.json"), filepath.Join(dir, "bench-results.md")
+	if err := os.WriteFile(jsonPath, append(js, '\n'), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(mdPath, []byte(md), 0o644); err != nil {
+		return err
+	}
+	fmt.Println(md)
+	failed := 0
+	for _, c := range r.Checks {
+		if c.Pass != nil && !*c.Pass {
+			failed++
+		}
+	}
+	progress("wrote %s and %s; %d of the targets missed", jsonPath, mdPath, failed)
+	return nil
+}

@@ -1,0 +1,564 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
+
+	operatorv1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
+	"github.com/meshkeeper/istio-operator/pkg/generated/clientset/versioned"
+	"github.com/meshkeeper/istio-operator/test/cluster"
+	"github.com/meshkeeper/istio-operator/test/injector"
+)
+
+const (
+	istioNamespace = "kyma-system"
+	istioName      = "default"
+
+	// The harness's own client: the cluster has no API limits, and a
+	// thousand Deployments should not queue behind a client-side limiter.
+	harnessQPS   = 2000
+	harnessBurst = 4000
+
+	// conditionTimeout bounds waits for a status condition once the work it
+	// reports on is done.
+	conditionTimeout = 2 * time.Minute
+)
+
+// scenario is one benchmark run: the cluster, the operator and what it has
+// measured so far.
+type scenario struct {
+	opts   options
+	root   string
+	res    *results
+	cs     kubernetes.Interface
+	istios versioned.Interface
+	op     *operatorProcess
+	wl     *workloads
+	// pacingFlags is false for an operator built before the pacing flags.
+	pacingFlags bool
+}
+
+// run executes the scenario and writes the results, also the partial ones
+// of a run that failed after Istio was installed. Everything it started is
+// stopped before it returns, also on error or interrupt.
+func run(ctx context.Context, o options) (err error) {
+	root, err := cluster.RepoRoot()
+	if err != nil {
+		return err
+	}
+	s := &scenario{opts: o, root: root, res: newResults(o, root)}
+
+	// cleanups run last-in first-out: the operator stops before the
+	// injector, the injector before the cluster.
+	var cleanups []func() error
+	defer func() {
+		for i := len(cleanups) - 1; i >= 0; i-- {
+			if cerr := cleanups[i](); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+		}
+		progress("cleaned up")
+	}()
+
+	binary := o.Binary
+	if binary == "" {
+		binary = filepath.Join(root, "bin", "istio-operator")
+		progress("building %s", binary)
+		if err := buildOperator(ctx, root, binary); err != nil {
+			return err
+		}
+	}
+	flags, err := supportedFlags(ctx, binary)
+	if err != nil {
+		return err
+	}
+	s.pacingFlags = flags["proxy-restarts-per-second"] && flags["proxy-max-concurrent-rollouts"]
+	if !s.pacingFlags {
+		s.res.note("The operator binary has no --proxy-restarts-per-second/--proxy-max-concurrent-rollouts flags; it ran with its built-in pacing defaults.")
+	}
+
+	progress("starting a cluster with %d kwok nodes", o.Nodes)
+	c, err := cluster.Start(ctx, cluster.Options{
+		Nodes:            o.Nodes,
+		DisableQPSLimits: true,
+		QPS:              harnessQPS,
+		Burst:            harnessBurst,
+	})
+	if err != nil {
+		return err
+	}
+	cleanups = append(cleanups, func() error {
+		progress("stopping cluster %s", c.Name)
+		return c.Stop()
+	})
+	s.cs = c.Clientset()
+	if s.istios, err = versioned.NewForConfig(c.Config); err != nil {
+		return err
+	}
+	progress("cluster %s ready", c.Name)
+
+	// The stand-in injects what the installed Istio would, so that pods
+	// created by a restart get the new proxy configuration.
+	inj, err := injector.Start(ctx, injector.FromCluster(s.cs))
+	if err != nil {
+		return err
+	}
+	cleanups = append(cleanups, inj.Close)
+	if err := inj.Register(ctx, s.cs); err != nil {
+		return err
+	}
+
+	if err := installCRD(ctx, c); err != nil {
+		return err
+	}
+	if _, err := s.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: istioNamespace}}, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating namespace %s: %w", istioNamespace, err)
+	}
+
+	args := []string{
+		"--kubeconfig", c.Kubeconfig,
+		"--namespace", istioNamespace,
+		"--workers", fmt.Sprint(o.Workers),
+		"--kube-api-qps", fmt.Sprint(o.APIQPS),
+		"--kube-api-burst", fmt.Sprint(o.APIBurst),
+	}
+	if s.pacingFlags {
+		// Unpaced unless the resource says otherwise: the paced wave sets its
+		// rate in the resource.
+		args = append(args, "--proxy-restarts-per-second=0", "--proxy-max-concurrent-rollouts=0")
+	}
+	logPath := filepath.Join(root, ".cache", "bench", "operator.log")
+	progress("starting the operator (log: %s)", logPath)
+	if s.op, err = startOperator(binary, logPath, args); err != nil {
+		return err
+	}
+	cleanups = append(cleanups, func() error {
+		progress("stopping the operator")
+		return s.op.stop(30 * time.Second)
+	})
+	s.res.OperatorLog = logPath
+	if err := s.op.waitReady(ctx, 2*time.Minute); err != nil {
+		return err
+	}
+
+	if err := s.install(ctx); err != nil {
+		return err
+	}
+	// From here on there is something to report, also when a later step
+	// fails.
+	defer func() {
+		if err != nil {
+			s.res.note("The run failed: " + err.Error())
+		}
+		if werr := s.res.write(o.OutDir, root); werr != nil {
+			err = errors.Join(err, werr)
+		}
+	}()
+
+	s.wl = newWorkloads(s.cs, o.Workloads, o.Pods, o.Namespaces)
+	// The informers stop before the cluster does, or they would log its
+	// disappearance.
+	informerCtx, stopInformers := context.WithCancel(ctx)
+	cleanups = append(cleanups, func() error {
+		stopInformers()
+		s.wl.factory.Shutdown()
+		return nil
+	})
+	if err := s.wl.startInformers(informerCtx); err != nil {
+		return err
+	}
+	if err := s.setupWorkloads(ctx, inj); err != nil {
+		return err
+	}
+	converged, err := s.waitSteady(ctx)
+	if err != nil {
+		return err
+	}
+	if err := s.snapshot(ctx, &s.res.Baseline); err != nil {
+		return err
+	}
+
+	if converged {
+		unpaced := fmt.Sprintf(`{"spec":{"components":{"proxy":{"k8s":{"resources":{"requests":{"cpu":%q}}}}}}}`, o.UnpacedCPU)
+		if s.res.Unpaced, err = s.wave(ctx, "unpaced", []byte(unpaced), o.UnpacedCPU, 0); err != nil {
+			return err
+		}
+	}
+	if converged && s.res.Unpaced.Failure == "" {
+		rate := resource.MustParse(o.PacedRate)
+		paced := fmt.Sprintf(`{"spec":{"proxyRestart":{"restartsPerSecond":%q},"components":{"proxy":{"k8s":{"resources":{"requests":{"cpu":%q}}}}}}}`,
+			o.PacedRate, o.PacedCPU)
+		if s.res.Paced, err = s.wave(ctx, "paced", []byte(paced), o.PacedCPU, rate.AsApproximateFloat64()); err != nil {
+			return err
+		}
+	}
+	if err := s.idle(ctx); err != nil {
+		return err
+	}
+	final, err := s.op.scrape(ctx)
+	if err != nil {
+		return err
+	}
+	s.res.Reconcile = reconcileQuantiles(final, nil)
+	return nil
+}
+
+// installCRD creates the operator's CRD from deploy/crds and waits until the
+// API server serves it (cluster.InstallIstioCRD does the same for tests).
+func installCRD(ctx context.Context, c *cluster.Cluster) error {
+	root, err := cluster.RepoRoot()
+	if err != nil {
+		return err
+	}
+	raw, err := os.ReadFile(filepath.Join(root, cluster.IstioCRDFile))
+	if err != nil {
+		return fmt.Errorf("reading the CRD: %w", err)
+	}
+	crd := &apiextensionsv1.CustomResourceDefinition{}
+	if err := yaml.UnmarshalStrict(raw, crd); err != nil {
+		return fmt.Errorf("decoding %s: %w", cluster.IstioCRDFile, err)
+	}
+	client, err := apiextensionsclient.NewForConfig(c.Config)
+	if err != nil {
+		return err
+	}
+	crds := client.ApiextensionsV1().CustomResourceDefinitions()
+	if _, err := crds.Create(ctx, crd, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("creating CRD %s: %w", crd.Name, err)
+	}
+	path := fmt.Sprintf("/apis/%s/%s/%s", crd.Spec.Group, crd.Spec.Versions[0].Name, crd.Spec.Names.Plural)
+	// Established can precede the first successful request by a moment, so
+	// wait for a request to succeed.
+	return poll(ctx, 30*time.Second, 100*time.Millisecond, "the API server to serve "+path, func(ctx context.Context) (bool, error) {
+		return c.Clientset().Discovery().RESTClient().Get().AbsPath(path).Do(ctx).Error() == nil, nil
+	})
+}
+
+// install creates the Istio resource and times it to Ready=True.
+func (s *scenario) install(ctx context.Context) error {
+	progress("creating Istio %s/%s", istioNamespace, istioName)
+	start := time.Now()
+	cr := &operatorv1alpha2.Istio{ObjectMeta: metav1.ObjectMeta{Name: istioName, Namespace: istioNamespace}}
+	created, err := s.istios.OperatorV1alpha2().Istios(istioNamespace).Create(ctx, cr, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("creating the Istio resource: %w", err)
+	}
+	if _, err := s.waitCondition(ctx, operatorv1alpha2.ConditionReady, created.Generation, s.opts.InstallTimeout); err != nil {
+		return fmt.Errorf("installing Istio: %w", err)
+	}
+	s.res.InstallSeconds = time.Since(start).Seconds()
+	progress("Istio installed: Ready after %.1fs", s.res.InstallSeconds)
+	return nil
+}
+
+// setupWorkloads creates the namespaces and Deployments and waits until
+// every pod runs with a sidecar.
+func (s *scenario) setupWorkloads(ctx context.Context, inj *injector.Server) error {
+	o := s.opts
+	start := time.Now()
+	progress("creating %d namespaces", o.Namespaces)
+	if err := s.wl.createNamespaces(ctx, inj, time.Minute); err != nil {
+		return err
+	}
+	progress("creating %d Deployments of %d pods", o.Workloads, o.Pods)
+	if err := s.wl.createDeployments(ctx); err != nil {
+		return err
+	}
+	progress("created the Deployments in %.1fs; waiting for %d pods", time.Since(start).Seconds(), o.Workloads*o.Pods)
+	if _, err := s.wl.waitPods(ctx, "every pod running with a sidecar", "", o.SetupTimeout-time.Since(start), s.op.alive); err != nil {
+		return err
+	}
+	s.res.Setup.Seconds = time.Since(start).Seconds()
+	s.res.Setup.setupStart = start
+	progress("%d pods running with a sidecar after %.1fs", o.Workloads*o.Pods, s.res.Setup.Seconds)
+
+	// A wave to the CPU request the sidecars already have would change
+	// nothing and wait for restarts that never come.
+	cpu, err := s.wl.proxyCPU()
+	if err != nil {
+		return err
+	}
+	s.res.Setup.ProxyCPU = cpu.String()
+	if cpu.Cmp(resource.MustParse(o.UnpacedCPU)) == 0 {
+		return fmt.Errorf("the installed sidecars already request %s CPU: choose another --unpaced-cpu", cpu.String())
+	}
+	return nil
+}
+
+// waitSteady waits until the operator reports that every workload runs the
+// desired proxy, which for fresh workloads needs no restart. It returns
+// false, with a note in the results, when the operator does not get there:
+// without that there is no wave to measure.
+func (s *scenario) waitSteady(ctx context.Context) (bool, error) {
+	progress("waiting for %s=True", operatorv1alpha2.ConditionProxySidecarRestartSucceeded)
+	cr, err := s.istios.OperatorV1alpha2().Istios(istioNamespace).Get(ctx, istioName, metav1.GetOptions{})
+	if err != nil {
+		return false, err
+	}
+	_, err = s.waitCondition(ctx, operatorv1alpha2.ConditionProxySidecarRestartSucceeded, cr.Generation, conditionTimeout)
+	var timeout *timeoutError
+	if errors.As(err, &timeout) {
+		cur, gerr := s.istios.OperatorV1alpha2().Istios(istioNamespace).Get(ctx, istioName, metav1.GetOptions{})
+		if gerr != nil {
+			return false, gerr
+		}
+		if c := meta.FindStatusCondition(cur.Status.Conditions, operatorv1alpha2.ConditionProxySidecarRestartSucceeded); c == nil {
+			s.res.note("The operator never reported " + operatorv1alpha2.ConditionProxySidecarRestartSucceeded +
+				": it runs no proxysidecar controller (cmd/istio-operator/controllers.go), so no restart wave was measured.")
+		} else {
+			s.res.note(fmt.Sprintf("%s did not become True for the fresh workloads within %s (status %s, reason %s: %s), so no restart wave was measured.",
+				c.Type, conditionTimeout, c.Status, c.Reason, c.Message))
+		}
+		progress("WARNING: %s; skipping the restart waves", err)
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	// Fresh workloads run the desired proxy already: any restart is waste.
+	s.res.Setup.FreshRestarts = summarize(s.wl.restartsSince(s.res.Setup.setupStart)).patched
+	return true, nil
+}
+
+// waitCondition waits until the condition is True and observes at least
+// generation gen: right after a change the condition still reports the old
+// generation's state. It reads the resource with the harness's own client,
+// so its requests do not count as the operator's.
+func (s *scenario) waitCondition(ctx context.Context, typ string, gen int64, timeout time.Duration) (*metav1.Condition, error) {
+	var last, found *metav1.Condition
+	var lastErr error
+	err := poll(ctx, timeout, 100*time.Millisecond, fmt.Sprintf("%s=True at generation %d", typ, gen), func(ctx context.Context) (bool, error) {
+		if err := s.op.alive(); err != nil {
+			return false, err
+		}
+		// A failed read is retried: an API server busy with a thousand
+		// rollouts may time out a request now and then.
+		cr, err := s.istios.OperatorV1alpha2().Istios(istioNamespace).Get(ctx, istioName, metav1.GetOptions{})
+		if err != nil {
+			lastErr = err
+			return false, nil
+		}
+		last = meta.FindStatusCondition(cr.Status.Conditions, typ)
+		if last != nil && last.Status == metav1.ConditionTrue && last.ObservedGeneration >= gen {
+			found = last
+			return true, nil
+		}
+		return false, nil
+	})
+	var timedOut *timeoutError
+	if errors.As(err, &timedOut) {
+		switch {
+		case last != nil:
+			timedOut.what += fmt.Sprintf(" (last: %s, reason %s, generation %d: %s)", last.Status, last.Reason, last.ObservedGeneration, last.Message)
+		case lastErr != nil:
+			timedOut.what += fmt.Sprintf(" (last error: %v)", lastErr)
+		}
+	}
+	return found, err
+}
+
+// snapshot records the operator's cumulative counters and current memory.
+func (s *scenario) snapshot(ctx context.Context, into *snapshot) error {
+	m, err := s.op.scrape(ctx)
+	if err != nil {
+		return err
+	}
+	u, err := readUsage(s.op.pid())
+	if err != nil {
+		return err
+	}
+	*into = snapshot{
+		CPUSeconds:     u.CPUSeconds,
+		RSSBytes:       u.RSSBytes,
+		PeakRSSBytes:   u.PeakRSSBytes,
+		HeapInuseBytes: int64(m.sum("go_memstats_heap_inuse_bytes", nil)),
+		Requests:       m.requests(),
+		metrics:        m,
+	}
+	return nil
+}
+
+// wave changes the resource with patch and measures the restart wave that
+// follows: when each Deployment is patched, when every pod runs the new
+// proxy, when the operator reports success, and what it cost. An operator
+// that misses a wait is reported in the result's Failure, not as an error.
+func (s *scenario) wave(ctx context.Context, name string, patch []byte, cpu string, rate float64) (*waveResult, error) {
+	progress("%s wave: changing the sidecar CPU request to %s", name, cpu)
+	var before snapshot
+	if err := s.snapshot(ctx, &before); err != nil {
+		return nil, err
+	}
+	w := &waveResult{Name: name, ProxyCPU: cpu, ConfiguredRate: rate, Workloads: len(s.wl.names)}
+	if err := resetPeakRSS(s.op.pid()); err != nil {
+		s.res.note("Could not reset the operator's peak RSS (" + err.Error() + "): peak RSS figures are since the process started.")
+	}
+	heap := &heapSampler{}
+	stopSampling := heap.start(ctx, s.op)
+
+	start := time.Now()
+	cr, err := s.istios.OperatorV1alpha2().Istios(istioNamespace).Patch(ctx, istioName, types.MergePatchType, patch, metav1.PatchOptions{})
+	if err != nil {
+		stopSampling()
+		return nil, fmt.Errorf("changing the Istio resource: %w", err)
+	}
+
+	missed := func(err error) (*waveResult, error) {
+		stopSampling()
+		var timeout *timeoutError
+		if !errors.As(err, &timeout) {
+			return nil, err
+		}
+		w.Failure = err.Error()
+		progress("WARNING: %s wave: %s", name, err)
+		w.fill(s.wl.restartsSince(start), start)
+		return w, nil
+	}
+	if err := s.wl.waitRestarts(ctx, start, s.opts.WaveTimeout, s.op.alive); err != nil {
+		return missed(err)
+	}
+	sum := summarize(s.wl.restartsSince(start))
+	progress("%s wave: every Deployment patched %.1fs after the change (first after %.1fs)", name,
+		sum.last.Sub(start).Seconds(), sum.first.Sub(start).Seconds())
+	allCurrent, err := s.wl.waitPods(ctx, "every pod running the proxy with CPU request "+cpu+" and no old pod left", cpu,
+		s.opts.WaveTimeout-time.Since(start), s.op.alive)
+	if !allCurrent.IsZero() {
+		w.NewPodsReadySeconds = allCurrent.Sub(start).Seconds()
+	}
+	if err != nil {
+		return missed(err)
+	}
+	w.RolledOutSeconds = time.Since(start).Seconds()
+	progress("%s wave: every new pod Ready after %.1fs, old pods gone after %.1fs", name, w.NewPodsReadySeconds, w.RolledOutSeconds)
+	if _, err := s.waitCondition(ctx, operatorv1alpha2.ConditionProxySidecarRestartSucceeded, cr.Generation, conditionTimeout); err != nil {
+		return missed(err)
+	}
+	w.ConditionTrueSeconds = time.Since(start).Seconds()
+	progress("%s wave: %s=True after %.1fs; watching %s for late patches", name,
+		operatorv1alpha2.ConditionProxySidecarRestartSucceeded, w.ConditionTrueSeconds, s.opts.Settle)
+	if err := sleep(ctx, s.opts.Settle); err != nil {
+		stopSampling()
+		return nil, err
+	}
+	stopSampling()
+
+	var after snapshot
+	if err := s.snapshot(ctx, &after); err != nil {
+		return nil, err
+	}
+	w.fill(s.wl.restartsSince(start), start)
+	w.Requests = after.Requests.minus(before.Requests)
+	w.RequestsPerWorkload = w.Requests.Total / float64(w.Workloads)
+	w.CPUSeconds = after.CPUSeconds - before.CPUSeconds
+	w.PeakRSSBytes = after.PeakRSSBytes
+	w.PeakHeapInuseBytes = max(heap.peak(), after.HeapInuseBytes)
+	w.Reconcile = reconcileQuantiles(after.metrics, before.metrics)
+	progress("%s wave: %d Deployments patched (%d more than once), %.0f API requests (%.2f per workload), %.2f CPU s, peak RSS %.0f MiB",
+		name, w.Patched, w.PatchedMoreThanOnce, w.Requests.Total, w.RequestsPerWorkload, w.CPUSeconds, mib(w.PeakRSSBytes))
+	return w, nil
+}
+
+// idle measures the operator while nothing changes.
+func (s *scenario) idle(ctx context.Context) error {
+	if s.opts.Idle == 0 {
+		return nil
+	}
+	progress("idle: measuring for %s", s.opts.Idle)
+	var before, after snapshot
+	if err := s.snapshot(ctx, &before); err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := sleep(ctx, s.opts.Idle); err != nil {
+		return err
+	}
+	if err := s.op.alive(); err != nil {
+		return err
+	}
+	if err := s.snapshot(ctx, &after); err != nil {
+		return err
+	}
+	req := after.Requests.minus(before.Requests)
+	s.res.Idle = &idleResult{
+		Seconds:    time.Since(start).Seconds(),
+		Requests:   req,
+		Writes:     req.writes(),
+		Lists:      req.ByVerb["list"],
+		CPUSeconds: after.CPUSeconds - before.CPUSeconds,
+		RSSBytes:   after.RSSBytes,
+		Restarts:   len(s.wl.restartsSince(start)),
+	}
+	progress("idle: %.0f requests (%.0f writes, %.0f lists), %.2f CPU s", req.Total, s.res.Idle.Writes, s.res.Idle.Lists, s.res.Idle.CPUSeconds)
+	return nil
+}
+
+// heapSampler keeps the largest heap the operator reported during a wave;
+// the heap shrinks again after a wave, so one scrape at the end misses it.
+type heapSampler struct {
+	mu  sync.Mutex
+	max int64
+}
+
+func (h *heapSampler) start(ctx context.Context, op *operatorProcess) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// Every 2 s: each scrape costs the operator a little CPU.
+		tick := time.NewTicker(2 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			if m, err := op.scrape(ctx); err == nil {
+				h.mu.Lock()
+				h.max = max(h.max, int64(m.sum("go_memstats_heap_inuse_bytes", nil)))
+				h.mu.Unlock()
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+func (h *heapSampler) peak() int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.max
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+// trimLines shortens a multi-line error for a table cell.
+func trimLines(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i] + " ..."
+	}
+	return s
+}
