@@ -30,6 +30,17 @@ help: ## List the targets.
 build: ## Build bin/istio-operator.
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/istio-operator ./cmd/istio-operator
 
+# The kustomization make manifest renders; deploy/overlays/servicemonitor adds
+# a ServiceMonitor.
+MANIFEST_DIR ?= deploy/base
+
+.PHONY: manifest
+manifest: tools ## Render the deployment manifest (MANIFEST_DIR, default deploy/base) into bin/istio-operator.yaml.
+	@mkdir -p bin
+	$(TOOLS_BIN)/kubectl kustomize $(MANIFEST_DIR) > bin/istio-operator.yaml.tmp
+	@mv bin/istio-operator.yaml.tmp bin/istio-operator.yaml
+	@echo "wrote bin/istio-operator.yaml: kubectl apply --server-side -f bin/istio-operator.yaml"
+
 .PHONY: tools
 tools: ## Build the pinned local-cluster and code-generation tools into bin/tools (idempotent).
 	bash hack/build-tools.sh

@@ -38,6 +38,7 @@ func run(args []string) int {
 	fs.StringVar(&o.Namespace, "namespace", "kyma-system", "Namespace of the Istio resource the operator serves; resources elsewhere are reported as errors.")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "Address of the Prometheus /metrics endpoint; 0 disables it.")
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints; 0 disables it.")
+	fs.BoolVar(&o.Profiling, "enable-profiling", false, "Serve Go's profiler under /debug/pprof/ on the metrics address.")
 	fs.BoolVar(&o.LeaderElect, "leader-elect", false, "Elect a leader through a Lease, so that several replicas can run and only one acts.")
 	fs.StringVar(&o.LeaderElectionID, "leader-election-id", "istio-operator-leader", "Name of the leader election Lease.")
 	fs.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease. Default: --namespace.")

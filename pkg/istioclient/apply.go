@@ -118,8 +118,14 @@ func (p *Plan) Summary() string {
 }
 
 // Desired returns the rendered objects as they will be applied: with owner
-// labels and the configuration hash.
+// labels and the configuration hash. Built once per rendering; callers must
+// not modify the objects.
 func (r *Rendered) Desired() []Object {
+	r.desiredOnce.Do(func() { r.desired = r.buildDesired() })
+	return r.desired
+}
+
+func (r *Rendered) buildDesired() []Object {
 	var out []Object
 	for _, set := range r.Sets {
 		for _, m := range set.Manifests {

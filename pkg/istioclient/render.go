@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"sync"
 
 	"istio.io/istio/operator/pkg/manifest"
 	"istio.io/istio/operator/pkg/render"
@@ -31,6 +32,11 @@ type Rendered struct {
 	Hash string
 	// Version is the Istio version rendered: the image tag.
 	Version string
+
+	// desired memoizes Desired: every plan of an unchanged spec needs it,
+	// and building it marshals every object.
+	desiredOnce sync.Once
+	desired     []Object
 }
 
 // Objects returns the rendered objects in a stable order.

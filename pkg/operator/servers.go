@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 	"time"
 
@@ -29,12 +30,15 @@ type servers struct {
 	leading atomic.Bool
 	synced  atomic.Bool
 
+	profiling bool
+
 	// bound addresses, for tests that bind port 0
 	metricsListener, healthListener atomic.Pointer[net.Addr]
 }
 
-func newServers(metricsAddr, healthAddr string, leaderElect bool) *servers {
+func newServers(metricsAddr, healthAddr string, leaderElect, profiling bool) *servers {
 	return &servers{
+		profiling:    profiling,
 		metricsAddr:  metricsAddr,
 		healthAddr:   healthAddr,
 		leaderElect:  leaderElect,
@@ -79,9 +83,15 @@ func (s *servers) healthHandler() http.Handler {
 	return mux
 }
 
-func metricsHandler() http.Handler {
+func metricsHandler(profiling bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(metrics.Registry(), promhttp.HandlerOpts{}))
+	if profiling {
+		// Go's profiler, for measuring the operator under load; off by default.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 
@@ -114,7 +124,7 @@ func (s *servers) serve(ctx context.Context) error {
 			return nil
 		})
 	}
-	start(s.metricsAddr, metricsHandler(), &s.metricsListener)
+	start(s.metricsAddr, metricsHandler(s.profiling), &s.metricsListener)
 	start(s.healthAddr, s.healthHandler(), &s.healthListener)
 	return g.Wait()
 }

@@ -10,7 +10,7 @@ import (
 )
 
 func TestReadiness(t *testing.T) {
-	single := newServers("0", "0", false)
+	single := newServers("0", "0", false, false)
 	if single.ready() {
 		t.Error("a single replica is ready before its caches synced")
 	}
@@ -19,7 +19,7 @@ func TestReadiness(t *testing.T) {
 		t.Error("a single replica is not ready after its caches synced")
 	}
 
-	ha := newServers("0", "0", true)
+	ha := newServers("0", "0", true, false)
 	if !ha.ready() {
 		t.Error("a standby replica must be ready: it is ready to take over")
 	}
@@ -39,7 +39,7 @@ func TestReadiness(t *testing.T) {
 }
 
 func TestServeEndpoints(t *testing.T) {
-	s := newServers("127.0.0.1:0", "127.0.0.1:0", false)
+	s := newServers("127.0.0.1:0", "127.0.0.1:0", false, true)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.serve(ctx) }()

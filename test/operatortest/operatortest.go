@@ -35,6 +35,10 @@ type Operator struct {
 type Options struct {
 	// RestartPacing is the default pacing of proxy restarts; unpaced when zero.
 	RestartPacing v1alpha2.RestartPacing
+	// Configure, when set, adjusts the operator's options last: another
+	// kubeconfig (e.g. one that impersonates a ServiceAccount), leader
+	// election.
+	Configure func(*operator.Options)
 }
 
 // Start runs the operator, serving namespace, until the test ends.
@@ -59,24 +63,26 @@ func StartWith(t *testing.T, namespace string, o Options) *Operator {
 	op := &Operator{}
 	ctx, cancel := context.WithCancel(klog.NewContext(context.Background(), klog.Background()))
 	done := make(chan error, 1)
-	go func() {
-		done <- operator.Run(ctx, operator.Options{
-			Kubeconfig:             cluster.Current().Kubeconfig,
-			Namespace:              namespace,
-			MetricsBindAddress:     "0",
-			HealthProbeBindAddress: "0",
-			Workers:                2,
-			QPS:                    200,
-			Burst:                  400,
-			RestartPacing:          o.RestartPacing,
-			Controllers: []operator.Constructor{
-				exposed(installation.New, &op.Installation),
-				exposed(peerauthentication.New, &op.PeerAuthentication),
-				exposed(ingressgateway.New, &op.IngressGateway),
-				exposed(proxysidecar.New, &op.ProxySidecar),
-			},
-		})
-	}()
+	opts := operator.Options{
+		Kubeconfig:             cluster.Current().Kubeconfig,
+		Namespace:              namespace,
+		MetricsBindAddress:     "0",
+		HealthProbeBindAddress: "0",
+		Workers:                2,
+		QPS:                    200,
+		Burst:                  400,
+		RestartPacing:          o.RestartPacing,
+		Controllers: []operator.Constructor{
+			exposed(installation.New, &op.Installation),
+			exposed(peerauthentication.New, &op.PeerAuthentication),
+			exposed(ingressgateway.New, &op.IngressGateway),
+			exposed(proxysidecar.New, &op.ProxySidecar),
+		},
+	}
+	if o.Configure != nil {
+		o.Configure(&opts)
+	}
+	go func() { done <- operator.Run(ctx, opts) }()
 	op.stop = func() {
 		cancel()
 		select {
