@@ -59,9 +59,12 @@ const (
 
 // Requeue intervals of this controller.
 const (
-	// RollingInterval re-counts while restarts are waiting or rolling; the
-	// condition's progress is written at most this often.
+	// RollingInterval re-counts while restarts are waiting or rolling.
 	RollingInterval = 5 * time.Second
+	// ProgressWriteInterval is how often, at most, a wave's progress (the
+	// counts in the condition message) is written; each write also moves
+	// the Ready condition's message.
+	ProgressWriteInterval = 10 * time.Second
 	// AttentionInterval re-counts while something needs the user (manual
 	// restarts, paused or stuck workloads).
 	AttentionInterval = time.Minute

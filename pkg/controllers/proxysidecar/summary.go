@@ -76,7 +76,7 @@ func (c *Controller) syncSummary(ctx context.Context, k Key) (queue.Result, erro
 	prev := meta.FindStatusCondition(cached.Status.Conditions, v1alpha2.ConditionProxySidecarRestartSucceeded)
 	if wait := c.progressWait(k, prev, cond, cached.Generation); wait > 0 {
 		// Only the counts moved: a rollout wave writes its progress at most
-		// once per RollingInterval.
+		// once per ProgressWriteInterval.
 		return queue.Result{RequeueAfter: wait}, nil
 	}
 	_, wrote, err := c.status.Apply(ctx, cached, status.Update{Conditions: []status.Condition{cond}})
@@ -125,7 +125,7 @@ func (c *Controller) progressWait(k Key, prev *metav1.Condition, cond status.Con
 	now := c.clock.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if wait := c.lastProgress[k].Add(RollingInterval).Sub(now); onlyCounts && wait > 0 {
+	if wait := c.lastProgress[k].Add(ProgressWriteInterval).Sub(now); onlyCounts && wait > 0 {
 		return wait
 	}
 	c.lastProgress[k] = now
