@@ -86,6 +86,11 @@ type Plan struct {
 	Apply []Change
 	// Prune are installer-owned objects the rendering no longer contains.
 	Prune []*unstructured.Unstructured
+	// SameRevision is set for a plan that neither installs nor upgrades
+	// Istio (a new configuration, a repair): the webhook checks of Istio's
+	// installer, which list the cluster's webhooks and services, are only
+	// needed when a revision is installed.
+	SameRevision bool
 }
 
 // Change is one object to apply and why.
@@ -219,7 +224,7 @@ func (i *Installer) Apply(ctx context.Context, r *Rendered, p *Plan) error {
 	if err := i.ensureNamespace(ctx); err != nil {
 		return err
 	}
-	if i.Istio != nil && planTouches(p, "MutatingWebhookConfiguration") {
+	if i.Istio != nil && !p.SameRevision && planTouches(p, "MutatingWebhookConfiguration") {
 		// Refuse to install an injector that would conflict with another
 		// revision's webhooks, as Istio's installer does.
 		if err := webhook.CheckWebhooks(r.Sets, r.Merged, i.Istio, nil); err != nil {
@@ -292,9 +297,9 @@ func (i *Installer) Apply(ctx context.Context, r *Rendered, p *Plan) error {
 		return err
 	}
 
-	if i.Istio != nil {
-		// The default revision tag webhook is created once, on the first
-		// install, outside the charts (as Istio's installer does).
+	if i.Istio != nil && !p.SameRevision {
+		// The default revision tag webhook is created on install and
+		// upgrade, outside the charts (as Istio's installer does).
 		hooks, err := webhook.WebhooksToDeploy(r.Merged, i.Istio, ownerLabels("", r.Version), false)
 		if err != nil {
 			return fmt.Errorf("generating the revision tag webhook: %w", err)

@@ -131,6 +131,7 @@ func (c *Controller) reconcile(ctx context.Context, istio *v1alpha2.Istio) (queu
 	plan := istioclient.MakePlan(r, c.live)
 	if !plan.Empty() {
 		action := c.action(found, installed, target, r.Hash)
+		plan.SameRevision = action == actionUpdate || action == actionRepair
 		logger.Info("Applying Istio", "action", action, "plan", plan.Summary(), "hash", r.Hash)
 		if action != actionRepair {
 			c.recorder.Eventf(istio, corev1.EventTypeNormal, action+"Started", "%s Istio %s: %s.", actionVerb[action], istioclient.Version, plan.Summary())
