@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -16,6 +18,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // clockTicks is USER_HZ, the unit of the CPU times in /proc/<pid>/stat. It
@@ -290,84 +295,53 @@ func (p *operatorProcess) scrape(ctx context.Context) (metricSet, error) {
 	return parseMetrics(resp.Body)
 }
 
-// parseMetrics parses the text exposition format, which is all the operator
-// serves; comments and type lines are skipped.
+// parseMetrics parses the text exposition format with Prometheus' own
+// parser and flattens it into samples as they appear on the wire:
+// histograms as name_bucket{le}, name_sum and name_count.
 func parseMetrics(r io.Reader) (metricSet, error) {
-	var set metricSet
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		s, err := parseSample(line)
-		if err != nil {
-			return nil, fmt.Errorf("parsing metrics line %q: %w", line, err)
-		}
-		set = append(set, s)
-	}
-	return set, sc.Err()
-}
-
-func parseSample(line string) (sample, error) {
-	s := sample{labels: map[string]string{}}
-	rest := line
-	if i := strings.IndexAny(line, "{ "); i < 0 {
-		return s, errors.New("no value")
-	} else {
-		s.name, rest = line[:i], line[i:]
-	}
-	if strings.HasPrefix(rest, "{") {
-		rest = rest[1:]
-		for {
-			rest = strings.TrimLeft(rest, ", ")
-			if strings.HasPrefix(rest, "}") {
-				rest = rest[1:]
-				break
-			}
-			eq := strings.Index(rest, `="`)
-			if eq < 0 {
-				return s, errors.New("malformed labels")
-			}
-			key := rest[:eq]
-			rest = rest[eq+2:]
-			var val strings.Builder
-			closed := false
-			for i := 0; i < len(rest); i++ {
-				c := rest[i]
-				if c == '\\' && i+1 < len(rest) {
-					i++
-					switch rest[i] {
-					case 'n':
-						val.WriteByte('\n')
-					default:
-						val.WriteByte(rest[i])
-					}
-					continue
-				}
-				if c == '"' {
-					rest, closed = rest[i+1:], true
-					break
-				}
-				val.WriteByte(c)
-			}
-			if !closed {
-				return s, errors.New("unterminated label value")
-			}
-			s.labels[key] = val.String()
-		}
-	}
-	fields := strings.Fields(rest)
-	if len(fields) == 0 {
-		return s, errors.New("no value")
-	}
-	v, err := strconv.ParseFloat(fields[0], 64)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(r)
 	if err != nil {
-		return s, err
+		return nil, fmt.Errorf("parsing the operator's metrics: %w", err)
 	}
-	s.value = v
-	return s, nil
+	var set metricSet
+	for name, f := range families {
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			add := func(name string, extra map[string]string, v float64) {
+				ls := maps.Clone(labels)
+				maps.Copy(ls, extra)
+				set = append(set, sample{name: name, labels: ls, value: v})
+			}
+			switch {
+			case m.Histogram != nil:
+				h := m.GetHistogram()
+				inf := false
+				for _, b := range h.GetBucket() {
+					inf = inf || math.IsInf(b.GetUpperBound(), 1)
+					add(name+"_bucket", map[string]string{"le": strconv.FormatFloat(b.GetUpperBound(), 'g', -1, 64)}, float64(b.GetCumulativeCount()))
+				}
+				if !inf {
+					add(name+"_bucket", map[string]string{"le": "+Inf"}, float64(h.GetSampleCount()))
+				}
+				add(name+"_sum", nil, h.GetSampleSum())
+				add(name+"_count", nil, float64(h.GetSampleCount()))
+			case m.Counter != nil:
+				add(name, nil, m.GetCounter().GetValue())
+			case m.Gauge != nil:
+				add(name, nil, m.GetGauge().GetValue())
+			case m.Untyped != nil:
+				add(name, nil, m.GetUntyped().GetValue())
+			case m.Summary != nil:
+				add(name+"_sum", nil, m.GetSummary().GetSampleSum())
+				add(name+"_count", nil, float64(m.GetSummary().GetSampleCount()))
+			}
+		}
+	}
+	return set, nil
 }
 
 // sum adds up the samples of name whose labels match every pair in match.

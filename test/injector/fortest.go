@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/meshkeeper/istio-operator/test/cluster"
 )
 
 // ServeForTest starts the stand-in for a test and registers it with the
@@ -33,4 +35,18 @@ func ServeForTest(t *testing.T, client kubernetes.Interface, source ConfigSource
 		}
 	})
 	return s
+}
+
+// Namespace creates a namespace the stand-in selects (through
+// cluster.Namespace, so it is deleted when the test ends) and waits until
+// the API server calls the stand-in for it.
+func (s *Server) Namespace(t *testing.T, client kubernetes.Interface) string {
+	t.Helper()
+	ns := cluster.Namespace(t, map[string]string{NamespaceLabelKey: NamespaceLabelValue})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := s.WaitUntilActive(ctx, client, ns); err != nil {
+		t.Fatal(err)
+	}
+	return ns
 }

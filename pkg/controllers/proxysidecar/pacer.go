@@ -116,13 +116,6 @@ func (p *pacer) waiting(k Key) bool {
 	return rolling || p.inLine[k]
 }
 
-// counts are the workloads rolling and in line.
-func (p *pacer) counts() (rolling, inLine int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.inFlight), len(p.line)
-}
-
 func (p *pacer) removeFromLine(k Key) {
 	if !p.inLine[k] {
 		return

@@ -27,8 +27,13 @@ func TestPacerSlotsAndLine(t *testing.T) {
 	if !p.acquire(key("a")) {
 		t.Error("a rolling workload lost its slot")
 	}
-	if rolling, inLine := p.counts(); rolling != 2 || inLine != 2 {
-		t.Errorf("counts = %d rolling, %d in line; want 2, 2", rolling, inLine)
+	for _, n := range []string{"a", "b", "c", "d"} {
+		if !p.waiting(key(n)) {
+			t.Errorf("%s is neither rolling nor in line", n)
+		}
+	}
+	if p.waiting(key("e")) {
+		t.Error("e, never seen, counts as waiting")
 	}
 	if got := p.done(key("a")); !reflect.DeepEqual(got, []Key{key("c")}) {
 		t.Errorf("after a finished, woken %v, want [c]", got)

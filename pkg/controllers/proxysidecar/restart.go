@@ -95,9 +95,7 @@ func (c *Controller) syncWorkload(ctx context.Context, k Key) (queue.Result, err
 	c.recorder.Eventf(w.obj, corev1.EventTypeNormal, "ProxySidecarRestarted",
 		"istio-operator restarted %s %s: %d of %d pods run an outdated sidecar proxy (%s); the desired proxy is %s.",
 		k.Kind, k.Name, len(stale), len(pods), reason, t.proxy.Image)
-	if w.byEviction {
-		c.metrics.Restart(string(k.Kind), metrics.RestartIssued)
-	}
+	c.metrics.Restart(string(k.Kind), metrics.RestartIssued)
 	return queue.Result{RequeueAfter: workloadRecheck}, nil
 }
 
@@ -182,9 +180,6 @@ func (c *Controller) markRestarted(ctx context.Context, w *workload, hash string
 		_, err = c.kube.CoreV1().ReplicationControllers(k.Namespace).Patch(ctx, k.Name, types.MergePatchType, body, opts)
 	default:
 		return fmt.Errorf("cannot restart a %s", k.Kind)
-	}
-	if err == nil && !w.byEviction {
-		c.metrics.Restart(string(k.Kind), metrics.RestartIssued)
 	}
 	return err
 }

@@ -252,8 +252,11 @@ func (c *Controller) progress(w *workload, t *target) string {
 		return ""
 	}
 	for _, pod := range c.podsOf(w.key) {
-		if live(pod) && !pod.CreationTimestamp.Time.Before(since) && outdated(pod, &t.proxy) != "" {
-			return fmt.Sprintf("pod %s, created after the restart, still runs an outdated proxy: %s", pod.Name, outdated(pod, &t.proxy))
+		if !live(pod) || pod.CreationTimestamp.Time.Before(since) {
+			continue
+		}
+		if why := outdated(pod, &t.proxy); why != "" {
+			return fmt.Sprintf("pod %s, created after the restart, still runs an outdated proxy: %s", pod.Name, why)
 		}
 	}
 	return ""

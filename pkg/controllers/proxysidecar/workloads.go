@@ -8,6 +8,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
 
 	"github.com/meshkeeper/istio-operator/pkg/controllers/rollout"
 )
@@ -48,7 +49,7 @@ func (c *Controller) getWorkload(k Key) (*workload, error) {
 		if s, err = c.statefulSets.StatefulSets(k.Namespace).Get(k.Name); err == nil {
 			w.obj, w.template, w.rollout = s, s.Spec.Template.Annotations, rollout.OfStatefulSet(s)
 			if s.Spec.UpdateStrategy.Type == appsv1.OnDeleteStatefulSetStrategyType {
-				w.byEviction, w.ready, w.desired = true, s.Status.ReadyReplicas, replicas(s.Spec.Replicas)
+				w.byEviction, w.ready, w.desired = true, s.Status.ReadyReplicas, ptr.Deref(s.Spec.Replicas, 1)
 			}
 		}
 	case KindDaemonSet:
@@ -63,13 +64,13 @@ func (c *Controller) getWorkload(k Key) (*workload, error) {
 		var rs *appsv1.ReplicaSet
 		if rs, err = c.replicaSets.ReplicaSets(k.Namespace).Get(k.Name); err == nil {
 			w.obj, w.byEviction, w.owner = rs, true, metav1.GetControllerOfNoCopy(rs)
-			w.ready, w.desired = rs.Status.ReadyReplicas, replicas(rs.Spec.Replicas)
+			w.ready, w.desired = rs.Status.ReadyReplicas, ptr.Deref(rs.Spec.Replicas, 1)
 		}
 	case KindReplicationController:
 		var rc *corev1.ReplicationController
 		if rc, err = c.rcs.ReplicationControllers(k.Namespace).Get(k.Name); err == nil {
 			w.obj, w.byEviction = rc, true
-			w.ready, w.desired = rc.Status.ReadyReplicas, replicas(rc.Spec.Replicas)
+			w.ready, w.desired = rc.Status.ReadyReplicas, ptr.Deref(rc.Spec.Replicas, 1)
 		}
 	default:
 		return nil, nil
@@ -142,11 +143,4 @@ func (c *Controller) podsOf(k Key) []*corev1.Pod {
 		}
 	}
 	return pods
-}
-
-func replicas(p *int32) int32 {
-	if p == nil {
-		return 1
-	}
-	return *p
 }

@@ -4,10 +4,9 @@
 package rollout
 
 import (
-	"fmt"
-
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
 )
 
 // Status is a workload's rollout.
@@ -25,7 +24,7 @@ type Status struct {
 // OfDeployment reads a Deployment's rollout. A stuck rollout is the
 // Deployment controller's ProgressDeadlineExceeded.
 func OfDeployment(d *appsv1.Deployment) Status {
-	want := replicas(d.Spec.Replicas)
+	want := ptr.Deref(d.Spec.Replicas, 1)
 	s := d.Status
 	st := Status{
 		Updated: s.UpdatedReplicas, Desired: want,
@@ -43,7 +42,7 @@ func OfDeployment(d *appsv1.Deployment) Status {
 // OfStatefulSet reads a StatefulSet's rollout: every replica at the update
 // revision and ready.
 func OfStatefulSet(s *appsv1.StatefulSet) Status {
-	want := replicas(s.Spec.Replicas)
+	want := ptr.Deref(s.Spec.Replicas, 1)
 	st := s.Status
 	return Status{
 		Updated: st.UpdatedReplicas, Desired: want,
@@ -61,24 +60,4 @@ func OfDaemonSet(d *appsv1.DaemonSet) Status {
 		Done: s.ObservedGeneration >= d.Generation && s.UpdatedNumberScheduled >= s.DesiredNumberScheduled &&
 			s.NumberAvailable >= s.DesiredNumberScheduled,
 	}
-}
-
-// Settled reports whether a workload that is not rolled out by a template
-// change (a ReplicaSet, a ReplicationController, an OnDelete workload) has
-// all its replicas ready: the moment to replace the next pod.
-func Settled(ready, desired int32) bool { return ready >= desired }
-
-func replicas(p *int32) int32 {
-	if p == nil {
-		return 1
-	}
-	return *p
-}
-
-// String is the progress for messages.
-func (s Status) String() string {
-	if s.Failed != "" {
-		return "stuck: " + s.Failed
-	}
-	return fmt.Sprintf("%d of %d replicas updated", s.Updated, s.Desired)
 }

@@ -43,19 +43,6 @@ func startStandin(t *testing.T, source injector.ConfigSource) (*injector.Server,
 	return injector.ServeForTest(t, cs, source), cs
 }
 
-// injectedNamespace creates a namespace the stand-in selects and waits until
-// the API server calls the stand-in for it.
-func injectedNamespace(t *testing.T, s *injector.Server, cs kubernetes.Interface) string {
-	t.Helper()
-	ns := cluster.Namespace(t, map[string]string{injector.NamespaceLabelKey: injector.NamespaceLabelValue})
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	if err := s.WaitUntilActive(ctx, cs, ns); err != nil {
-		t.Fatal(err)
-	}
-	return ns
-}
-
 // sidecarStatus is the sidecar.istio.io/status annotation.
 type sidecarStatus struct {
 	InitContainers []string `json:"initContainers"`
@@ -166,7 +153,7 @@ func restart(t *testing.T, cs kubernetes.Interface, ns, name string) {
 
 func TestDeploymentPodsGetSidecar(t *testing.T) {
 	s, cs := startStandin(t, injector.Static(injector.DefaultConfig(proxyImage)))
-	ns := injectedNamespace(t, s, cs)
+	ns := s.Namespace(t, cs)
 
 	if _, err := cs.AppsV1().Deployments(ns).Create(t.Context(), cluster.NewDeployment("web", 2), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -185,7 +172,7 @@ func TestNativeSidecarWithCNI(t *testing.T) {
 	cfg := injector.DefaultConfig(proxyImage)
 	cfg.NativeSidecar, cfg.CNI = true, true
 	s, cs := startStandin(t, injector.Static(cfg))
-	ns := injectedNamespace(t, s, cs)
+	ns := s.Namespace(t, cs)
 	if _, err := cs.AppsV1().Deployments(ns).Create(t.Context(), cluster.NewDeployment("web", 1), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +208,7 @@ func TestOtherNamespacesUntouched(t *testing.T) {
 	s, cs := startStandin(t, injector.Static(injector.DefaultConfig(proxyImage)))
 	// Once the stand-in is live (it injects in a labelled namespace), it
 	// still leaves pods elsewhere, and pods that opt out, alone.
-	labelled := injectedNamespace(t, s, cs)
+	labelled := s.Namespace(t, cs)
 	plain := cluster.Namespace(t, nil)
 	for _, tc := range []struct{ ns, name string }{{plain, "plain"}, {labelled, "opted-out"}} {
 		pod := &corev1.Pod{
@@ -253,7 +240,7 @@ func TestRestartGivesNewProxy(t *testing.T) {
 	s, cs := startStandin(t, func(context.Context) (injector.Config, error) {
 		return injector.DefaultConfig(*image.Load()), nil
 	})
-	ns := injectedNamespace(t, s, cs)
+	ns := s.Namespace(t, cs)
 	if _, err := cs.AppsV1().Deployments(ns).Create(t.Context(), cluster.NewDeployment("web", 2), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +259,7 @@ func TestRestartGivesNewProxy(t *testing.T) {
 func TestFollowsInstalledIstio(t *testing.T) {
 	s, cs := startStandin(t, injector.FromCluster(cluster.Current().Clientset()))
 	createIstioConfig(t, cs, "1.31.1")
-	ns := injectedNamespace(t, s, cs)
+	ns := s.Namespace(t, cs)
 
 	if _, err := cs.AppsV1().Deployments(ns).Create(t.Context(), cluster.NewDeployment("web", 2), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)

@@ -58,17 +58,6 @@ func standin(t *testing.T, cs kubernetes.Interface) (*injector.Server, *atomic.B
 	return s, &useCluster
 }
 
-func injectedNamespace(t *testing.T, s *injector.Server, cs kubernetes.Interface) string {
-	t.Helper()
-	ns := cluster.Namespace(t, map[string]string{injector.NamespaceLabelKey: injector.NamespaceLabelValue})
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	if err := s.WaitUntilActive(ctx, cs, ns); err != nil {
-		t.Fatal(err)
-	}
-	return ns
-}
-
 func podTemplate(name string) corev1.PodTemplateSpec {
 	return corev1.PodTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": name}},
@@ -320,7 +309,7 @@ func TestProxySidecarRestarts(t *testing.T) {
 
 	// 50 workloads injected with an older proxy: 35 Deployments, 10
 	// StatefulSets, 5 DaemonSets (one pod per node).
-	mesh := injectedNamespace(t, s, cs)
+	mesh := s.Namespace(t, cs)
 	type wl struct{ kind, name string }
 	var workloads []wl
 	for i := range 35 {
@@ -415,7 +404,7 @@ func TestProxySidecarRestarts(t *testing.T) {
 	}
 
 	t.Run("a resource change restarts exactly the affected workloads", func(t *testing.T) {
-		ns := injectedNamespace(t, s, cs)
+		ns := s.Namespace(t, cs)
 		plain := []string{"plain-0", "plain-1", "plain-2"}
 		for _, n := range plain {
 			createDeployment(t, cs, ns, cluster.NewDeployment(n, 1))
@@ -473,7 +462,7 @@ func TestProxySidecarRestarts(t *testing.T) {
 	})
 
 	t.Run("restarts keep to the rate and the in-flight limit", func(t *testing.T) {
-		ns := injectedNamespace(t, s, cs)
+		ns := s.Namespace(t, cs)
 		const n, rate, inFlight = 12, 4.0, 2
 		for i := range n {
 			createDeployment(t, cs, ns, cluster.NewDeployment(fmt.Sprintf("paced-%02d", i), 1))
