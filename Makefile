@@ -62,6 +62,12 @@ test-unit: ## Run unit tests.
 test-integration: tools ## Run the integration tests against real local clusters.
 	$(GO) test -count=1 -p $(TEST_PARALLEL) -timeout $(TEST_TIMEOUT) ./test/...
 
+# The fault-injection and bad-input suites (docs/reliability.md). They live
+# under test/, so make test runs them too.
+.PHONY: test-reliability
+test-reliability: tools ## Run the reliability suites: operator kills, API server outage, leader failover, conflicts, bad input.
+	$(GO) test -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./test/reliability/...
+
 .PHONY: verify
 verify: tools ## Check formatting, vet, and that generated code and the CRD are fresh.
 	@out="$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go'))"; \
@@ -79,6 +85,12 @@ lint: ## Run staticcheck on the code we write (generated code excluded).
 .PHONY: bench
 bench: tools build ## Measure the proxy sidecar restart wave on a local cluster; flags via BENCH_FLAGS (docs/performance.md).
 	$(GO) run ./test/bench --operator-binary bin/istio-operator $(BENCH_FLAGS)
+
+.PHONY: screenshot
+screenshot: tools ## Run the metrics test with Prometheus; save docs/images/prometheus-graph.png (needs chromium) and bin/metrics-sample.txt.
+	@mkdir -p docs/images bin
+	METRICS_SCREENSHOT=$(ROOT)/docs/images/prometheus-graph.png METRICS_SCRAPE=$(ROOT)/bin/metrics-sample.txt \
+	  $(GO) test -count=1 -timeout 10m -run TestMetricsWithPrometheus ./test/integration/metrics
 
 ##@ Local cluster
 

@@ -14,8 +14,10 @@ import (
 	"syscall"
 	"time"
 
+	"go.uber.org/zap"
 	"k8s.io/klog/v2"
 
+	"github.com/meshkeeper/istio-operator/pkg/controllers/installation"
 	"github.com/meshkeeper/istio-operator/pkg/istioclient"
 	"github.com/meshkeeper/istio-operator/pkg/logging"
 	"github.com/meshkeeper/istio-operator/pkg/metrics"
@@ -80,7 +82,9 @@ func run(args []string) int {
 		return 2
 	}
 	defer func() { _ = z.Sync() }()
-	if err := istioclient.RouteLogs(z); err != nil {
+	// Only the installation controller calls Istio's library, so Istio's
+	// lines carry its name like the controller's own lines do.
+	if err := istioclient.RouteLogs(z.With(zap.String("controller", installation.Name))); err != nil {
 		logger.Error(err, "Routing Istio's logs")
 		return 1
 	}

@@ -2,6 +2,8 @@ package istioclient
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -27,12 +29,19 @@ import (
 
 // Labels and annotations the installer puts on every object, as Istio's own
 // installer does, so that Istio's tooling (istioctl, pruning) recognises
-// them; plus the hash of the configuration the object was applied for.
+// them; plus the hash of what was rendered for the object.
 const (
+	// ConfigHashAnnotation is the hash of the object as rendered (and of the
+	// operator build), on every object. A configuration change re-applies
+	// exactly the objects whose rendering changed, fields removed from the
+	// rendering included, which a comparison with the live object cannot see.
 	ConfigHashAnnotation = "operator.kyma-project.io/applied-configuration-hash"
-	ownerName            = "installed-state"
-	fieldManager         = "istio-operator"
-	revision             = "default"
+	// InstallationHashAnnotation is the hash of the whole rendering, on
+	// istiod only: it tells a new configuration from a repair.
+	InstallationHashAnnotation = "operator.kyma-project.io/installation-hash"
+	ownerName                  = "installed-state"
+	fieldManager               = "istio-operator"
+	revision                   = "default"
 )
 
 // OwnedSelector selects every object the installer owns.
@@ -147,7 +156,10 @@ func (r *Rendered) buildDesired() []Object {
 			if ann == nil {
 				ann = map[string]string{}
 			}
-			ann[ConfigHashAnnotation] = r.Hash
+			ann[ConfigHashAnnotation] = objectHash(r.Version, u)
+			if isIstiod(u) {
+				ann[InstallationHashAnnotation] = r.Hash
+			}
 			u.SetAnnotations(ann)
 			mf, err := manifest.FromObject(u)
 			if err != nil {
@@ -159,6 +171,24 @@ func (r *Rendered) buildDesired() []Object {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Hash() < out[j].Hash() })
 	return out
+}
+
+// objectHash identifies an object as rendered by this operator build.
+func objectHash(version string, u *unstructured.Unstructured) string {
+	data, err := json.Marshal(u.Object) // map keys are sorted: stable
+	if err != nil {
+		// The object was just parsed from JSON.
+		panic(err)
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "istio-operator %s %s\n", Version, version)
+	h.Write(data)
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// isIstiod reports whether u is istiod's Deployment.
+func isIstiod(u *unstructured.Unstructured) bool {
+	return u.GetKind() == "Deployment" && u.GetNamespace() == Namespace && u.GetName() == "istiod"
 }
 
 // MakePlan compares a rendering with the live objects.

@@ -232,7 +232,11 @@ func FuzzDesiredIstioOperator(f *testing.F) {
 		if err != nil {
 			// Refusing a resource is an answer the controller can report;
 			// what must not happen is a panic, or an IstioOperator that
-			// Render cannot write.
+			// Render cannot write. The validation must have caught it
+			// first, so that the report names the field.
+			if errs := v1alpha2.ValidateSpec(spec); len(errs) == 0 {
+				t.Fatalf("the merge refuses a resource ValidateSpec accepts: %v", err)
+			}
 			return
 		}
 		// Render writes the IstioOperator with values.Map.YAML, which is

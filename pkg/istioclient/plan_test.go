@@ -101,8 +101,11 @@ func TestDesiredCarriesOwnerLabelsAndHash(t *testing.T) {
 		if l[manifest.IstioComponentLabel] == "" || l[manifest.OwningResourceName] != "installed-state" || l[manifest.OperatorVersionLabel] != Version {
 			t.Fatalf("%s labels %v", o, l)
 		}
-		if o.GetAnnotations()[ConfigHashAnnotation] != r.Hash {
+		if len(o.GetAnnotations()[ConfigHashAnnotation]) != 16 {
 			t.Fatalf("%s has no configuration hash", o)
+		}
+		if got := o.GetAnnotations()[InstallationHashAnnotation]; (got == r.Hash) != isIstiod(o.Unstructured) {
+			t.Fatalf("%s has installation hash %q; only istiod carries it (%s)", o, got, r.Hash)
 		}
 	}
 	np, err := r.WithNetworkPolicies("kyma-system")
@@ -120,6 +123,29 @@ func TestDesiredCarriesOwnerLabelsAndHash(t *testing.T) {
 	}
 	if n != 4 {
 		t.Errorf("%d NetworkPolicies, want 4", n)
+	}
+}
+
+// A new configuration re-applies the objects whose rendering changed, and
+// istiod for its installation hash; the rest stays untouched.
+func TestPlanOfANewConfigurationAppliesOnlyWhatChanged(t *testing.T) {
+	before := mustRender(t, &v1alpha2.IstioSpec{})
+	after := mustRender(t, &v1alpha2.IstioSpec{Config: v1alpha2.Config{NumTrustedProxies: ptrTo[int64](2)}})
+	p := MakePlan(after, installed(before))
+	if len(p.Prune) != 0 {
+		t.Fatalf("prunes %d objects", len(p.Prune))
+	}
+	var names []string
+	for _, c := range p.Apply {
+		names = append(names, c.Object.GetKind()+" "+c.Object.GetName())
+	}
+	want := map[string]bool{"Deployment istiod": true, "Deployment istio-ingressgateway": true}
+	for _, n := range names {
+		delete(want, n)
+	}
+	t.Logf("applies %v", names)
+	if len(want) > 0 || len(p.Apply) >= len(after.Desired())/4 {
+		t.Fatalf("numTrustedProxies applies %d of %d objects: %v; want istiod, the gateway and few others", len(p.Apply), len(after.Desired()), names)
 	}
 }
 

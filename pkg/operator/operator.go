@@ -93,6 +93,7 @@ func Run(ctx context.Context, o Options) error {
 	metrics.InstallRESTClientMetrics()
 	metrics.InstallWorkqueueProvider()
 	metrics.InstallLeaderElectionMetrics(o.LeaderElectionID)
+	metrics.InstallIstioStatusMetrics()
 
 	cfg, err := restConfig(o)
 	if err != nil {
@@ -221,6 +222,10 @@ func runControllers(ctx context.Context, o Options, cfg *rest.Config, kube kuber
 	// The Istio informer is always there: readiness means the operator has
 	// seen the resources it serves.
 	d.OperatorInformers.Operator().V1alpha2().Istios().Informer()
+	// /metrics reports the served resource's state and conditions from the
+	// same cache, while this replica runs the controllers.
+	stopStatus := metrics.ServeIstioStatus(d.OperatorInformers.Operator().V1alpha2().Istios().Lister(), o.Namespace)
+	defer stopStatus()
 
 	controllers := make([]Controller, 0, len(o.Controllers))
 	for _, build := range o.Controllers {

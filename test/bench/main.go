@@ -1,10 +1,12 @@
-// Command bench measures the operator's proxy sidecar restart wave on a real
-// local cluster (kwokctl binary runtime, kwok-simulated nodes and pods):
-// how fast and how cheaply the operator restarts every injected workload
-// after a proxy configuration change, unpaced and paced, and what it costs
-// while idle. It writes bench-results.json and bench-results.md into the
-// repository root and prints the Markdown. `make bench` runs it; see
-// docs/performance.md.
+// Command bench measures the operator on a real local cluster (kwokctl
+// binary runtime, kwok-simulated nodes and pods), at each size given:
+// installing Istio against Istio's own library on the same cluster, a
+// gateway configuration change, how fast and how cheaply the operator
+// restarts every injected workload after a proxy configuration change
+// (unpaced and paced), and what it costs while idle. From the measured
+// per-workload costs it estimates larger meshes. It writes
+// bench-results.json and bench-results.md into the repository root and
+// prints the Markdown. `make bench` runs it; see docs/performance.md.
 //
 // It exits non-zero only when the harness itself fails (the cluster does not
 // start, a request of its own fails, the operator crashes or never installs
@@ -18,6 +20,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -27,20 +31,26 @@ import (
 
 // options are the benchmark's parameters; every size is a flag.
 type options struct {
-	Workloads  int           `json:"workloads"`
-	Pods       int           `json:"podsPerWorkload"`
-	Namespaces int           `json:"namespaces"`
-	Nodes      int           `json:"nodes"`
-	UnpacedCPU string        `json:"unpacedWaveProxyCPU"`
-	PacedCPU   string        `json:"pacedWaveProxyCPU"`
-	PacedRate  string        `json:"pacedRestartsPerSecond"`
-	Idle       time.Duration `json:"-"`
-	IdleText   string        `json:"idle"`
-	Workers    int           `json:"operatorWorkers"`
-	APIQPS     float64       `json:"operatorAPIQPS"`
-	APIBurst   int           `json:"operatorAPIBurst"`
+	// Sizes are the numbers of Deployments, one run each on a fresh cluster;
+	// Workloads is the size of the current run.
+	Sizes      []int  `json:"sizes"`
+	Workloads  int    `json:"-"`
+	Pods       int    `json:"podsPerWorkload"`
+	Namespaces int    `json:"namespaces"`
+	Nodes      int    `json:"nodes"`
+	UnpacedCPU string `json:"unpacedWaveProxyCPU"`
+	PacedCPU   string `json:"pacedWaveProxyCPU"`
+	PacedRate  string `json:"pacedRestartsPerSecond"`
+	// TrustedProxies is numTrustedProxies of the gateway change.
+	TrustedProxies string        `json:"trustedProxies"`
+	Idle           time.Duration `json:"-"`
+	IdleText       string        `json:"idle"`
+	Workers        int           `json:"operatorWorkers"`
+	APIQPS         float64       `json:"operatorAPIQPS"`
+	APIBurst       int           `json:"operatorAPIBurst"`
 
 	// Not part of the results.
+	pacingFlags    bool          // the binary has the pacing flags
 	Binary         string        `json:"-"`
 	OutDir         string        `json:"-"`
 	Settle         time.Duration `json:"-"`
@@ -52,14 +62,15 @@ type options struct {
 func parseFlags(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.IntVar(&o.Workloads, "workloads", 1000, "Injected Deployments.")
-	fs.IntVar(&o.Pods, "pods", 2, "Replicas of each Deployment.")
-	fs.IntVar(&o.Namespaces, "namespaces", 10, "Injected namespaces the Deployments are spread over.")
+	sizes := fs.String("workloads", "100,1000", "Injected Deployments: a comma-separated list of sizes, each measured on a fresh cluster.")
+	fs.IntVar(&o.Pods, "pods", 3, "Replicas of each Deployment.")
+	fs.IntVar(&o.Namespaces, "namespaces", 20, "Injected namespaces the Deployments are spread over.")
 	fs.IntVar(&o.Nodes, "nodes", 10, "kwok nodes (1000 pods each).")
 	fs.StringVar(&o.UnpacedCPU, "unpaced-cpu", "20m", "Sidecar CPU request the unpaced wave changes to; it must differ from the installed default.")
 	fs.StringVar(&o.PacedCPU, "paced-cpu", "30m", "Sidecar CPU request the paced wave changes to.")
 	fs.StringVar(&o.PacedRate, "paced-rate", "50", "spec.proxyRestart.restartsPerSecond of the paced wave (a quantity).")
-	fs.DurationVar(&o.Idle, "idle", 60*time.Second, "How long to measure the idle operator.")
+	fs.StringVar(&o.TrustedProxies, "trusted-proxies", "2", "spec.config.numTrustedProxies of the gateway configuration change; it must differ from the default (unset).")
+	fs.DurationVar(&o.Idle, "idle", 10*time.Minute, "How long to measure the idle operator, at each size.")
 	fs.IntVar(&o.Workers, "operator-workers", 4, "The operator's --workers.")
 	fs.Float64Var(&o.APIQPS, "operator-qps", 1000, "The operator's --kube-api-qps (the cluster runs without limits).")
 	fs.IntVar(&o.APIBurst, "operator-burst", 2000, "The operator's --kube-api-burst.")
@@ -68,21 +79,34 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.Settle, "settle", 5*time.Second, "How long to keep watching after a wave has converged, to catch late or repeated patches.")
 	fs.DurationVar(&o.InstallTimeout, "install-timeout", 5*time.Minute, "Limit of the Istio installation.")
 	fs.DurationVar(&o.SetupTimeout, "setup-timeout", 15*time.Minute, "Limit of creating the workloads until all their pods run.")
-	fs.DurationVar(&o.WaveTimeout, "wave-timeout", 10*time.Minute, "Limit of one restart wave, from the change to every pod current.")
+	fs.DurationVar(&o.WaveTimeout, "wave-timeout", 20*time.Minute, "Limit of one restart wave, from the change to every pod current (3000 pods take about 8 minutes on 2 cores).")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
-	switch {
-	case o.Workloads < 1, o.Pods < 1, o.Namespaces < 1, o.Nodes < 1:
-		return o, errors.New("--workloads, --pods, --namespaces and --nodes must be at least 1")
-	case o.Namespaces > o.Workloads:
-		return o, errors.New("--namespaces must not exceed --workloads")
-	case o.Workloads*o.Pods > o.Nodes*1000:
-		return o, fmt.Errorf("%d pods do not fit on %d nodes of 1000 pods: raise --nodes", o.Workloads*o.Pods, o.Nodes)
-	case o.Idle < 0:
+	for _, f := range strings.Split(*sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return o, fmt.Errorf("--workloads: %q is not a number", f)
+		}
+		o.Sizes = append(o.Sizes, n)
+	}
+	if n, err := strconv.Atoi(o.TrustedProxies); err != nil || n < 0 {
+		return o, fmt.Errorf("--trusted-proxies: %q is not a non-negative number", o.TrustedProxies)
+	}
+	for _, n := range o.Sizes {
+		switch {
+		case n < 1, o.Pods < 1, o.Namespaces < 1, o.Nodes < 1:
+			return o, errors.New("--workloads, --pods, --namespaces and --nodes must be at least 1")
+		case o.Namespaces > n:
+			return o, fmt.Errorf("--namespaces (%d) must not exceed a size of --workloads (%d)", o.Namespaces, n)
+		case n*o.Pods > o.Nodes*1000:
+			return o, fmt.Errorf("%d pods do not fit on %d nodes of 1000 pods: raise --nodes", n*o.Pods, o.Nodes)
+		}
+	}
+	if o.Idle < 0 {
 		return o, errors.New("--idle must not be negative")
 	}
 	for _, q := range []string{o.UnpacedCPU, o.PacedCPU, o.PacedRate} {

@@ -12,6 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/meshkeeper/istio-operator/test/operatorproc"
+	"github.com/meshkeeper/istio-operator/test/workload"
 )
 
 // Targets for the unpaced wave, set for the default size of 1000 workloads;
@@ -22,17 +25,40 @@ const (
 	targetWaveCPUSeconds      = 3
 	targetPeakRSSMiB          = 150
 	targetRateSlack           = 0.10
+	// The operator's install may take at most 5% longer than Istio's
+	// library alone.
+	targetInstallRatio = 1.05
 )
 
-// results is everything one run measured; it is written as JSON as is.
-type results struct {
-	Started     time.Time `json:"started"`
-	Machine     machine   `json:"machine"`
-	Options     options   `json:"options"`
-	Commit      string    `json:"operatorCommit"`
-	OperatorLog string    `json:"operatorLog,omitempty"`
+// report is everything one invocation measured: a run per size and the
+// scale model derived from the largest. It is written as JSON as is.
+type report struct {
+	Started time.Time   `json:"started"`
+	Machine machine     `json:"machine"`
+	Options options     `json:"options"`
+	Commit  string      `json:"operatorCommit"`
+	Sizes   []*results  `json:"sizes"`
+	Scale   *scaleModel `json:"scaleModel,omitempty"`
+	Notes   []string    `json:"notes,omitempty"`
+}
 
-	InstallSeconds float64 `json:"installSeconds"`
+func newReport(o options, root string) *report {
+	return &report{Started: time.Now().UTC(), Machine: describeMachine(), Options: o, Commit: operatorproc.GitCommit(root)}
+}
+
+func (r *report) note(s string) { r.Notes = append(r.Notes, s) }
+
+// results is what the run at one size measured.
+type results struct {
+	Workloads   int    `json:"workloads"`
+	OperatorLog string `json:"operatorLog,omitempty"`
+
+	// LibraryInstallSeconds is Istio's own library installing the same
+	// configuration on the same cluster, before the operator ran.
+	LibraryInstallSeconds float64 `json:"libraryInstallSeconds"`
+	// InstallSeconds is the operator's: Istio resource created to Ready.
+	InstallSeconds float64        `json:"installSeconds"`
+	GatewayChange  *gatewayResult `json:"gatewayChange,omitempty"`
 	Setup          struct {
 		// Seconds from creating the namespaces until every pod runs.
 		Seconds float64 `json:"seconds"`
@@ -52,6 +78,16 @@ type results struct {
 	Notes     []string           `json:"notes,omitempty"`
 }
 
+// gatewayResult is the numTrustedProxies change: the gateway must roll once.
+type gatewayResult struct {
+	TrustedProxies       string  `json:"numTrustedProxies"`
+	Failure              string  `json:"failure,omitempty"`
+	RolledSeconds        float64 `json:"rolledOutSeconds"`
+	ConditionTrueSeconds float64 `json:"conditionTrueSeconds"`
+	// Rollouts is how often the gateway's pod template changed.
+	Rollouts int `json:"rollouts"`
+}
+
 type machine struct {
 	CPUs      int    `json:"cpus"`
 	CPUModel  string `json:"cpuModel"`
@@ -62,12 +98,12 @@ type machine struct {
 
 // snapshot is the operator's state at one moment.
 type snapshot struct {
-	CPUSeconds     float64       `json:"cpuSeconds"`
-	RSSBytes       int64         `json:"rssBytes"`
-	PeakRSSBytes   int64         `json:"peakRSSBytes"`
-	HeapInuseBytes int64         `json:"heapInuseBytes"`
-	Requests       requestCounts `json:"apiRequests"`
-	metrics        metricSet
+	CPUSeconds     float64                    `json:"cpuSeconds"`
+	RSSBytes       int64                      `json:"rssBytes"`
+	PeakRSSBytes   int64                      `json:"peakRSSBytes"`
+	HeapInuseBytes int64                      `json:"heapInuseBytes"`
+	Requests       operatorproc.RequestCounts `json:"apiRequests"`
+	metrics        operatorproc.Metrics
 }
 
 type waveResult struct {
@@ -95,25 +131,25 @@ type waveResult struct {
 	RolledOutSeconds     float64 `json:"rolledOutSeconds"`
 	ConditionTrueSeconds float64 `json:"conditionTrueSeconds"`
 
-	Requests            requestCounts      `json:"apiRequests"`
-	RequestsPerWorkload float64            `json:"apiRequestsPerWorkload"`
-	CPUSeconds          float64            `json:"cpuSeconds"`
-	PeakRSSBytes        int64              `json:"peakRSSBytes"`
-	PeakHeapInuseBytes  int64              `json:"peakHeapInuseBytes"`
-	Reconcile           []reconcileSummary `json:"reconcileDurations,omitempty"`
+	Requests            operatorproc.RequestCounts `json:"apiRequests"`
+	RequestsPerWorkload float64                    `json:"apiRequestsPerWorkload"`
+	CPUSeconds          float64                    `json:"cpuSeconds"`
+	PeakRSSBytes        int64                      `json:"peakRSSBytes"`
+	PeakHeapInuseBytes  int64                      `json:"peakHeapInuseBytes"`
+	Reconcile           []reconcileSummary         `json:"reconcileDurations,omitempty"`
 }
 
 // fill computes the patch figures from the restarts seen since start.
 func (w *waveResult) fill(rs []restart, start time.Time) {
-	sum := summarize(rs)
-	w.Patched, w.PatchedMoreThanOnce, w.Patches = sum.patched, sum.patchedTwice, sum.total
-	if sum.total == 0 {
+	sum := workload.Summarize(rs)
+	w.Patched, w.PatchedMoreThanOnce, w.Patches = sum.Patched, sum.PatchedTwice, sum.Total
+	if sum.Total == 0 {
 		return
 	}
-	w.FirstPatchSeconds = sum.first.Sub(start).Seconds()
-	w.LastPatchSeconds = sum.last.Sub(start).Seconds()
-	if span := sum.last.Sub(sum.first).Seconds(); sum.total > 1 && span > 0 {
-		w.AchievedRate = float64(sum.total-1) / span
+	w.FirstPatchSeconds = sum.First.Sub(start).Seconds()
+	w.LastPatchSeconds = sum.Last.Sub(start).Seconds()
+	if span := sum.Last.Sub(sum.First).Seconds(); sum.Total > 1 && span > 0 {
+		w.AchievedRate = float64(sum.Total-1) / span
 		if w.ConfiguredRate > 0 {
 			w.RateSlack = (w.AchievedRate - w.ConfiguredRate) / w.ConfiguredRate
 		}
@@ -121,13 +157,13 @@ func (w *waveResult) fill(rs []restart, start time.Time) {
 }
 
 type idleResult struct {
-	Seconds    float64       `json:"seconds"`
-	Requests   requestCounts `json:"apiRequests"`
-	Writes     float64       `json:"writes"`
-	Lists      float64       `json:"lists"`
-	CPUSeconds float64       `json:"cpuSeconds"`
-	RSSBytes   int64         `json:"rssBytes"`
-	Restarts   int           `json:"restartPatches"`
+	Seconds    float64                    `json:"seconds"`
+	Requests   operatorproc.RequestCounts `json:"apiRequests"`
+	Writes     float64                    `json:"writes"`
+	Lists      float64                    `json:"lists"`
+	CPUSeconds float64                    `json:"cpuSeconds"`
+	RSSBytes   int64                      `json:"rssBytes"`
+	Restarts   int                        `json:"restartPatches"`
 }
 
 // check is one row of the results table; Pass is nil for a figure without
@@ -139,9 +175,7 @@ type check struct {
 	Pass   *bool  `json:"pass,omitempty"`
 }
 
-func newResults(o options, root string) *results {
-	return &results{Started: time.Now().UTC(), Machine: describeMachine(), Options: o, Commit: gitCommit(root)}
-}
+func newResults(workloads int) *results { return &results{Workloads: workloads} }
 
 func (r *results) note(s string) { r.Notes = append(r.Notes, s) }
 
@@ -187,13 +221,13 @@ const reconcileBuckets = "istio_operator_reconcile_duration_seconds_bucket"
 // reconcileQuantiles estimates p50 and p99 per controller from the
 // histogram's cumulative buckets (all results together), as Prometheus'
 // histogram_quantile does; with before, only the reconciles since then.
-func reconcileQuantiles(after, before metricSet) []reconcileSummary {
+func reconcileQuantiles(after, before operatorproc.Metrics) []reconcileSummary {
 	type key struct{ controller, le string }
 	counts := map[key]float64{}
-	add := func(m metricSet, sign float64) {
+	add := func(m operatorproc.Metrics, sign float64) {
 		for _, s := range m {
-			if s.name == reconcileBuckets {
-				counts[key{s.labels["controller"], s.labels["le"]}] += sign * s.value
+			if s.Name == reconcileBuckets {
+				counts[key{s.Labels["controller"], s.Labels["le"]}] += sign * s.Value
 			}
 		}
 	}
@@ -240,17 +274,30 @@ func reconcileQuantiles(after, before metricSet) []reconcileSummary {
 }
 
 // evaluate turns the figures into the table's rows.
-func (r *results) evaluate() {
+func (r *results) evaluate(o options) {
 	var rows []check
 	info := func(figure, value string) { rows = append(rows, check{Figure: figure, Value: value}) }
 	judge := func(figure, value, target string, pass bool) {
 		rows = append(rows, check{Figure: figure, Value: value, Target: target, Pass: &pass})
 	}
-	o := r.Options
-
-	info("Install: Istio resource created to Ready=True", seconds(r.InstallSeconds))
+	info("Install with Istio's library alone (render, apply, readiness)", seconds(r.LibraryInstallSeconds))
+	if r.LibraryInstallSeconds > 0 {
+		ratio := r.InstallSeconds / r.LibraryInstallSeconds
+		judge("Install by the operator: Istio resource created to Ready=True", fmt.Sprintf("%s (%.2fx the library)", seconds(r.InstallSeconds), ratio),
+			fmt.Sprintf("<= %.2fx the library", targetInstallRatio), ratio <= targetInstallRatio)
+	}
+	if g := r.GatewayChange; g != nil {
+		label := "Gateway change (numTrustedProxies " + g.TrustedProxies + ")"
+		if g.Failure != "" {
+			judge(label+": completed", trimLines(g.Failure), "completed", false)
+		} else {
+			info(label+": gateway rolled out", seconds(g.RolledSeconds))
+			info(label+": IngressGatewayReady=True", seconds(g.ConditionTrueSeconds))
+			judge(label+": gateway rollouts", strconv.Itoa(g.Rollouts), "1", g.Rollouts == 1)
+		}
+	}
 	if r.Setup.Seconds > 0 {
-		info(fmt.Sprintf("Setup: %d Deployments x %d pods running with a sidecar (CPU request %s)", o.Workloads, o.Pods, r.Setup.ProxyCPU),
+		info(fmt.Sprintf("Setup: %d Deployments x %d pods running with a sidecar (CPU request %s)", r.Workloads, o.Pods, r.Setup.ProxyCPU),
 			seconds(r.Setup.Seconds))
 		judge("Setup: fresh workloads restarted", strconv.Itoa(r.Setup.FreshRestarts), "0", r.Setup.FreshRestarts == 0)
 	}
@@ -315,7 +362,7 @@ func (r *results) evaluate() {
 func seconds(s float64) string { return fmt.Sprintf("%.1f s", s) }
 
 // verbs renders request counts by verb, largest first.
-func verbs(rc requestCounts) string {
+func verbs(rc operatorproc.RequestCounts) string {
 	if rc.Total == 0 {
 		return "none"
 	}
@@ -336,49 +383,24 @@ func verbs(rc requestCounts) string {
 	return strings.Join(parts, ", ")
 }
 
-// markdown renders the results for people.
-func (r *results) markdown() string {
+// markdown renders the report for people.
+func (r *report) markdown() string {
 	var b strings.Builder
 	o, m := r.Options, r.Machine
-	fmt.Fprintf(&b, "# Proxy sidecar restart benchmark\n\n")
+	fmt.Fprintf(&b, "# Operator benchmark\n\n")
 	fmt.Fprintf(&b, "Run %s, operator commit %s. Machine: %d CPUs (%s), %d MiB memory, Linux %s, %s.\n\n",
 		r.Started.Format(time.RFC3339), r.Commit, m.CPUs, m.CPUModel, m.MemoryMiB, m.Kernel, m.Go)
-	fmt.Fprintf(&b, "Scenario: %d Deployments x %d pods in %d namespaces on %d kwok nodes; unpaced wave to a sidecar CPU request of %s, "+
-		"paced wave (restartsPerSecond %s) to %s; idle %s. Operator: --workers %d, --kube-api-qps %g, --kube-api-burst %d.\n\n",
-		o.Workloads, o.Pods, o.Namespaces, o.Nodes, o.UnpacedCPU, o.PacedRate, o.PacedCPU, o.IdleText, o.Workers, o.APIQPS, o.APIBurst)
-
-	b.WriteString("| Figure | Value | Target | Result |\n| --- | --- | --- | --- |\n")
-	for _, c := range r.Checks {
-		result := ""
-		if c.Pass != nil {
-			result = "FAIL"
-			if *c.Pass {
-				result = "pass"
-			}
-		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", c.Figure, cell(c.Value), cell(c.Target), result)
+	fmt.Fprintf(&b, "Scenario at each size: Deployments x %d pods in %d namespaces on %d kwok nodes; Istio installed by Istio's library, removed, "+
+		"installed by the operator; numTrustedProxies changed to %s; unpaced wave to a sidecar CPU request of %s, "+
+		"paced wave (restartsPerSecond %s) to %s; idle %s. Operator: --workers %d, --kube-api-qps %g, --kube-api-burst %d.\n",
+		o.Pods, o.Namespaces, o.Nodes, o.TrustedProxies, o.UnpacedCPU, o.PacedRate, o.PacedCPU, o.IdleText, o.Workers, o.APIQPS, o.APIBurst)
+	for _, res := range r.Sizes {
+		fmt.Fprintf(&b, "\n## %d Deployments x %d pods\n\n", res.Workloads, o.Pods)
+		res.markdown(&b)
 	}
-
-	for _, w := range []*waveResult{r.Unpaced, r.Paced} {
-		if w == nil || w.Requests.Total == 0 {
-			continue
-		}
-		fmt.Fprintf(&b, "\n%s wave, operator API requests by verb and resource:\n\n", w.Name)
-		b.WriteString(resourceTable(w.Requests))
-	}
-	if len(r.Reconcile) > 0 {
-		b.WriteString("\nReconcile durations over the whole run (estimated from the histogram buckets):\n\n")
-		b.WriteString("| Controller | Reconciles | p50 | p99 |\n| --- | --- | --- | --- |\n")
-		for _, s := range r.Reconcile {
-			fmt.Fprintf(&b, "| %s | %.0f | %s | %s |\n", s.Controller, s.Count, duration(s.P50Seconds), duration(s.P99Seconds))
-		}
-	}
-	if r.Unpaced != nil && len(r.Unpaced.Reconcile) > 0 {
-		b.WriteString("\nReconcile durations during the unpaced wave:\n\n")
-		b.WriteString("| Controller | Reconciles | p50 | p99 |\n| --- | --- | --- | --- |\n")
-		for _, s := range r.Unpaced.Reconcile {
-			fmt.Fprintf(&b, "| %s | %.0f | %s | %s |\n", s.Controller, s.Count, duration(s.P50Seconds), duration(s.P99Seconds))
-		}
+	if r.Scale != nil {
+		b.WriteString("\n## Scale model\n\n")
+		r.Scale.markdown(&b)
 	}
 	if len(r.Notes) > 0 {
 		b.WriteString("\nNotes:\n\n")
@@ -389,7 +411,53 @@ func (r *results) markdown() string {
 	return b.String()
 }
 
-func resourceTable(rc requestCounts) string {
+// markdown renders one size's results.
+func (r *results) markdown(b *strings.Builder) {
+	b.WriteString("| Figure | Value | Target | Result |\n| --- | --- | --- | --- |\n")
+	for _, c := range r.Checks {
+		result := ""
+		if c.Pass != nil {
+			result = "FAIL"
+			if *c.Pass {
+				result = "pass"
+			}
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s |\n", c.Figure, cell(c.Value), cell(c.Target), result)
+	}
+
+	for _, w := range []*waveResult{r.Unpaced, r.Paced} {
+		if w == nil || w.Requests.Total == 0 {
+			continue
+		}
+		fmt.Fprintf(b, "\n%s wave, operator API requests by verb and resource:\n\n", w.Name)
+		b.WriteString(resourceTable(w.Requests))
+	}
+	if len(r.Reconcile) > 0 {
+		b.WriteString("\nReconcile durations over the whole run (estimated from the histogram buckets):\n\n")
+		b.WriteString(reconcileTable(r.Reconcile))
+	}
+	if r.Unpaced != nil && len(r.Unpaced.Reconcile) > 0 {
+		b.WriteString("\nReconcile durations during the unpaced wave:\n\n")
+		b.WriteString(reconcileTable(r.Unpaced.Reconcile))
+	}
+	if len(r.Notes) > 0 {
+		b.WriteString("\nNotes:\n\n")
+		for _, n := range r.Notes {
+			fmt.Fprintf(b, "- %s\n", cell(n))
+		}
+	}
+}
+
+func reconcileTable(rs []reconcileSummary) string {
+	var b strings.Builder
+	b.WriteString("| Controller | Reconciles | p50 | p99 |\n| --- | --- | --- | --- |\n")
+	for _, s := range rs {
+		fmt.Fprintf(&b, "| %s | %.0f | %s | %s |\n", s.Controller, s.Count, duration(s.P50Seconds), duration(s.P99Seconds))
+	}
+	return b.String()
+}
+
+func resourceTable(rc operatorproc.RequestCounts) string {
 	keys := make([]string, 0, len(rc.ByResource))
 	for k := range rc.ByResource {
 		keys = append(keys, k)
@@ -419,13 +487,23 @@ func cell(s string) string {
 	return strings.ReplaceAll(s, "\n", " ")
 }
 
-// write evaluates the figures, writes bench-results.json and
-// bench-results.md into dir (default root) and prints the Markdown.
-func (r *results) write(dir, root string) error {
+// write evaluates the figures, builds the scale model, writes
+// bench-results.json and bench-results.md into dir (default root) and
+// prints the Markdown.
+func (r *report) write(dir, root string) error {
 	if dir == "" {
 		dir = root
 	}
-	r.evaluate()
+	failed := 0
+	for _, res := range r.Sizes {
+		res.evaluate(r.Options)
+		for _, c := range res.Checks {
+			if c.Pass != nil && !*c.Pass {
+				failed++
+			}
+		}
+	}
+	r.Scale = newScaleModel(r.Options, r.Sizes)
 	js, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
@@ -439,12 +517,6 @@ func (r *results) write(dir, root string) error {
 		return err
 	}
 	fmt.Println(md)
-	failed := 0
-	for _, c := range r.Checks {
-		if c.Pass != nil && !*c.Pass {
-			failed++
-		}
-	}
 	progress("wrote %s and %s; %d of the targets missed", jsonPath, mdPath, failed)
 	return nil
 }

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
@@ -21,9 +23,13 @@ import (
 	"sigs.k8s.io/yaml"
 
 	operatorv1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/rollout"
 	"github.com/meshkeeper/istio-operator/pkg/generated/clientset/versioned"
+	"github.com/meshkeeper/istio-operator/pkg/istioclient"
 	"github.com/meshkeeper/istio-operator/test/cluster"
 	"github.com/meshkeeper/istio-operator/test/injector"
+	"github.com/meshkeeper/istio-operator/test/operatorproc"
+	"github.com/meshkeeper/istio-operator/test/workload"
 )
 
 const (
@@ -48,21 +54,61 @@ type scenario struct {
 	res    *results
 	cs     kubernetes.Interface
 	istios versioned.Interface
-	op     *operatorProcess
+	op     *operatorproc.Process
 	wl     *workloads
 	// pacingFlags is false for an operator built before the pacing flags.
 	pacingFlags bool
 }
 
-// run executes the scenario and writes the results, also the partial ones
-// of a run that failed after Istio was installed. Everything it started is
-// stopped before it returns, also on error or interrupt.
+// run measures every size, each on a fresh cluster, and writes the
+// report, also the partial one of a run that failed after Istio was
+// installed.
 func run(ctx context.Context, o options) (err error) {
 	root, err := cluster.RepoRoot()
 	if err != nil {
 		return err
 	}
-	s := &scenario{opts: o, root: root, res: newResults(o, root)}
+	rep := newReport(o, root)
+	defer func() {
+		if werr := rep.write(o.OutDir, root); werr != nil {
+			err = errors.Join(err, werr)
+		}
+	}()
+	if o.Binary == "" {
+		o.Binary = filepath.Join(root, "bin", "istio-operator")
+		progress("building %s", o.Binary)
+		if err := operatorproc.Build(ctx, root, o.Binary); err != nil {
+			return err
+		}
+	}
+	flags, err := operatorproc.SupportedFlags(ctx, o.Binary)
+	if err != nil {
+		return err
+	}
+	o.pacingFlags = flags["proxy-restarts-per-second"] && flags["proxy-max-concurrent-rollouts"]
+	if !o.pacingFlags {
+		rep.note("The operator binary has no --proxy-restarts-per-second/--proxy-max-concurrent-rollouts flags; it ran with its built-in pacing defaults.")
+	}
+	for _, n := range o.Sizes {
+		so := o
+		so.Workloads = n
+		res := newResults(n)
+		progress("=== %d Deployments x %d pods", n, o.Pods)
+		err := runSize(ctx, so, root, res)
+		if res.InstallSeconds > 0 {
+			rep.Sizes = append(rep.Sizes, res)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runSize executes the scenario at one size into res. Everything it
+// started is stopped before it returns, also on error or interrupt.
+func runSize(ctx context.Context, o options, root string, res *results) (err error) {
+	s := &scenario{opts: o, root: root, res: res, pacingFlags: o.pacingFlags}
 
 	// cleanups run last-in first-out: the operator stops before the
 	// injector, the injector before the cluster.
@@ -75,23 +121,6 @@ func run(ctx context.Context, o options) (err error) {
 		}
 		progress("cleaned up")
 	}()
-
-	binary := o.Binary
-	if binary == "" {
-		binary = filepath.Join(root, "bin", "istio-operator")
-		progress("building %s", binary)
-		if err := buildOperator(ctx, root, binary); err != nil {
-			return err
-		}
-	}
-	flags, err := supportedFlags(ctx, binary)
-	if err != nil {
-		return err
-	}
-	s.pacingFlags = flags["proxy-restarts-per-second"] && flags["proxy-max-concurrent-rollouts"]
-	if !s.pacingFlags {
-		s.res.note("The operator binary has no --proxy-restarts-per-second/--proxy-max-concurrent-rollouts flags; it ran with its built-in pacing defaults.")
-	}
 
 	progress("starting a cluster with %d kwok nodes", o.Nodes)
 	c, err := cluster.Start(ctx, cluster.Options{
@@ -112,6 +141,15 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 	progress("cluster %s ready", c.Name)
+
+	// Before anything else touches the cluster: the baseline install.
+	progress("installing Istio with Istio's library alone (the baseline)")
+	took, err := libraryInstall(ctx, c.Config)
+	if err != nil {
+		return err
+	}
+	s.res.LibraryInstallSeconds = took.Seconds()
+	progress("Istio's library installed Istio in %.1fs; removed it again", took.Seconds())
 
 	// The stand-in injects what the installed Istio would, so that pods
 	// created by a restart get the new proxy configuration.
@@ -145,15 +183,15 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	logPath := filepath.Join(root, ".cache", "bench", "operator.log")
 	progress("starting the operator (log: %s)", logPath)
-	if s.op, err = startOperator(binary, logPath, args); err != nil {
+	if s.op, err = operatorproc.Start(o.Binary, logPath, args); err != nil {
 		return err
 	}
 	cleanups = append(cleanups, func() error {
 		progress("stopping the operator")
-		return s.op.stop(30 * time.Second)
+		return s.op.Stop(30 * time.Second)
 	})
 	s.res.OperatorLog = logPath
-	if err := s.op.waitReady(ctx, 2*time.Minute); err != nil {
+	if err := s.op.WaitReady(ctx, 2*time.Minute); err != nil {
 		return err
 	}
 
@@ -166,10 +204,10 @@ func run(ctx context.Context, o options) (err error) {
 		if err != nil {
 			s.res.note("The run failed: " + err.Error())
 		}
-		if werr := s.res.write(o.OutDir, root); werr != nil {
-			err = errors.Join(err, werr)
-		}
 	}()
+	if err := s.gatewayChange(ctx); err != nil {
+		return err
+	}
 
 	s.wl = newWorkloads(s.cs, o.Workloads, o.Pods, o.Namespaces)
 	// The informers stop before the cluster does, or they would log its
@@ -211,7 +249,7 @@ func run(ctx context.Context, o options) (err error) {
 	if err := s.idle(ctx); err != nil {
 		return err
 	}
-	final, err := s.op.scrape(ctx)
+	final, err := s.op.Scrape(ctx)
 	if err != nil {
 		return err
 	}
@@ -267,6 +305,69 @@ func (s *scenario) install(ctx context.Context) error {
 	return nil
 }
 
+// gatewayChange changes spec.config.numTrustedProxies, which only the
+// ingress gateway's pods read, and measures until the gateway has rolled
+// and IngressGatewayReady is True again; then it checks that the gateway
+// rolled exactly once.
+func (s *scenario) gatewayChange(ctx context.Context) error {
+	progress("gateway change: numTrustedProxies to %s", s.opts.TrustedProxies)
+	gateways := s.cs.AppsV1().Deployments(istioclient.Namespace)
+	before, err := gateways.Get(ctx, istioclient.IngressGatewayName, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("reading the ingress gateway: %w", err)
+	}
+	start := time.Now()
+	patch := fmt.Sprintf(`{"spec":{"config":{"numTrustedProxies":%s}}}`, s.opts.TrustedProxies)
+	cr, err := s.istios.OperatorV1alpha2().Istios(istioNamespace).Patch(ctx, istioName, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+	if err != nil {
+		return fmt.Errorf("changing the Istio resource: %w", err)
+	}
+	g := &gatewayResult{TrustedProxies: s.opts.TrustedProxies}
+	s.res.GatewayChange = g
+	var last *appsv1.Deployment
+	err = poll(ctx, s.opts.WaveTimeout, 100*time.Millisecond, "the ingress gateway to roll out", func(ctx context.Context) (bool, error) {
+		if err := s.op.Alive(); err != nil {
+			return false, err
+		}
+		d, err := gateways.Get(ctx, istioclient.IngressGatewayName, metav1.GetOptions{})
+		if err != nil {
+			return false, nil // retried: a busy API server may time out
+		}
+		last = d
+		return revision(d) > revision(before) && rollout.OfDeployment(d).Done, nil
+	})
+	if err != nil {
+		g.Failure = err.Error()
+		return nil
+	}
+	g.RolledSeconds = time.Since(start).Seconds()
+	if _, err := s.waitCondition(ctx, operatorv1alpha2.ConditionIngressGatewayReady, cr.Generation, conditionTimeout); err != nil {
+		g.Failure = err.Error()
+		return nil
+	}
+	g.ConditionTrueSeconds = time.Since(start).Seconds()
+	if err := sleep(ctx, s.opts.Settle); err != nil {
+		return err
+	}
+	after, err := gateways.Get(ctx, istioclient.IngressGatewayName, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	// The Deployment controller counts pod templates in its revision; the
+	// generation also counts the autoscaler's replica changes.
+	g.Rollouts = int(revision(after) - revision(before))
+	progress("gateway change: rolled after %.1fs, IngressGatewayReady=True after %.1fs, %d rollout(s) (revision %d -> %d)",
+		g.RolledSeconds, g.ConditionTrueSeconds, g.Rollouts, revision(before), revision(last))
+	return nil
+}
+
+// revision is the Deployment controller's count of the pod templates a
+// Deployment has had; 0 before it has seen the Deployment.
+func revision(d *appsv1.Deployment) int64 {
+	n, _ := strconv.ParseInt(d.Annotations["deployment.kubernetes.io/revision"], 10, 64)
+	return n
+}
+
 // setupWorkloads creates the namespaces and Deployments and waits until
 // every pod runs with a sidecar.
 func (s *scenario) setupWorkloads(ctx context.Context, inj *injector.Server) error {
@@ -281,7 +382,7 @@ func (s *scenario) setupWorkloads(ctx context.Context, inj *injector.Server) err
 		return err
 	}
 	progress("created the Deployments in %.1fs; waiting for %d pods", time.Since(start).Seconds(), o.Workloads*o.Pods)
-	if _, err := s.wl.waitPods(ctx, "every pod running with a sidecar", "", o.SetupTimeout-time.Since(start), s.op.alive); err != nil {
+	if _, err := s.wl.waitPods(ctx, "every pod running with a sidecar", "", o.SetupTimeout-time.Since(start), s.op.Alive); err != nil {
 		return err
 	}
 	s.res.Setup.Seconds = time.Since(start).Seconds()
@@ -332,7 +433,7 @@ func (s *scenario) waitSteady(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	// Fresh workloads run the desired proxy already: any restart is waste.
-	s.res.Setup.FreshRestarts = summarize(s.wl.restartsSince(s.res.Setup.setupStart)).patched
+	s.res.Setup.FreshRestarts = workload.Summarize(s.wl.restartsSince(s.res.Setup.setupStart)).Patched
 	return true, nil
 }
 
@@ -344,7 +445,7 @@ func (s *scenario) waitCondition(ctx context.Context, typ string, gen int64, tim
 	var last, found *metav1.Condition
 	var lastErr error
 	err := poll(ctx, timeout, 100*time.Millisecond, fmt.Sprintf("%s=True at generation %d", typ, gen), func(ctx context.Context) (bool, error) {
-		if err := s.op.alive(); err != nil {
+		if err := s.op.Alive(); err != nil {
 			return false, err
 		}
 		// A failed read is retried: an API server busy with a thousand
@@ -375,11 +476,11 @@ func (s *scenario) waitCondition(ctx context.Context, typ string, gen int64, tim
 
 // snapshot records the operator's cumulative counters and current memory.
 func (s *scenario) snapshot(ctx context.Context, into *snapshot) error {
-	m, err := s.op.scrape(ctx)
+	m, err := s.op.Scrape(ctx)
 	if err != nil {
 		return err
 	}
-	u, err := readUsage(s.op.pid())
+	u, err := operatorproc.ReadUsage(s.op.PID())
 	if err != nil {
 		return err
 	}
@@ -387,8 +488,8 @@ func (s *scenario) snapshot(ctx context.Context, into *snapshot) error {
 		CPUSeconds:     u.CPUSeconds,
 		RSSBytes:       u.RSSBytes,
 		PeakRSSBytes:   u.PeakRSSBytes,
-		HeapInuseBytes: int64(m.sum("go_memstats_heap_inuse_bytes", nil)),
-		Requests:       m.requests(),
+		HeapInuseBytes: int64(m.Sum("go_memstats_heap_inuse_bytes", nil)),
+		Requests:       m.Requests(),
 		metrics:        m,
 	}
 	return nil
@@ -405,7 +506,7 @@ func (s *scenario) wave(ctx context.Context, name string, patch []byte, cpu stri
 		return nil, err
 	}
 	w := &waveResult{Name: name, ProxyCPU: cpu, ConfiguredRate: rate, Workloads: len(s.wl.names)}
-	if err := resetPeakRSS(s.op.pid()); err != nil {
+	if err := operatorproc.ResetPeakRSS(s.op.PID()); err != nil {
 		s.res.note("Could not reset the operator's peak RSS (" + err.Error() + "): peak RSS figures are since the process started.")
 	}
 	heap := &heapSampler{}
@@ -429,14 +530,14 @@ func (s *scenario) wave(ctx context.Context, name string, patch []byte, cpu stri
 		w.fill(s.wl.restartsSince(start), start)
 		return w, nil
 	}
-	if err := s.wl.waitRestarts(ctx, start, s.opts.WaveTimeout, s.op.alive); err != nil {
+	if err := s.wl.waitRestarts(ctx, start, s.opts.WaveTimeout, s.op.Alive); err != nil {
 		return missed(err)
 	}
-	sum := summarize(s.wl.restartsSince(start))
+	sum := workload.Summarize(s.wl.restartsSince(start))
 	progress("%s wave: every Deployment patched %.1fs after the change (first after %.1fs)", name,
-		sum.last.Sub(start).Seconds(), sum.first.Sub(start).Seconds())
+		sum.Last.Sub(start).Seconds(), sum.First.Sub(start).Seconds())
 	allCurrent, err := s.wl.waitPods(ctx, "every pod running the proxy with CPU request "+cpu+" and no old pod left", cpu,
-		s.opts.WaveTimeout-time.Since(start), s.op.alive)
+		s.opts.WaveTimeout-time.Since(start), s.op.Alive)
 	if !allCurrent.IsZero() {
 		w.NewPodsReadySeconds = allCurrent.Sub(start).Seconds()
 	}
@@ -462,7 +563,7 @@ func (s *scenario) wave(ctx context.Context, name string, patch []byte, cpu stri
 		return nil, err
 	}
 	w.fill(s.wl.restartsSince(start), start)
-	w.Requests = after.Requests.minus(before.Requests)
+	w.Requests = after.Requests.Minus(before.Requests)
 	w.RequestsPerWorkload = w.Requests.Total / float64(w.Workloads)
 	w.CPUSeconds = after.CPUSeconds - before.CPUSeconds
 	w.PeakRSSBytes = after.PeakRSSBytes
@@ -487,17 +588,17 @@ func (s *scenario) idle(ctx context.Context) error {
 	if err := sleep(ctx, s.opts.Idle); err != nil {
 		return err
 	}
-	if err := s.op.alive(); err != nil {
+	if err := s.op.Alive(); err != nil {
 		return err
 	}
 	if err := s.snapshot(ctx, &after); err != nil {
 		return err
 	}
-	req := after.Requests.minus(before.Requests)
+	req := after.Requests.Minus(before.Requests)
 	s.res.Idle = &idleResult{
 		Seconds:    time.Since(start).Seconds(),
 		Requests:   req,
-		Writes:     req.writes(),
+		Writes:     req.Writes(),
 		Lists:      req.ByVerb["list"],
 		CPUSeconds: after.CPUSeconds - before.CPUSeconds,
 		RSSBytes:   after.RSSBytes,
@@ -514,7 +615,7 @@ type heapSampler struct {
 	max int64
 }
 
-func (h *heapSampler) start(ctx context.Context, op *operatorProcess) (stop func()) {
+func (h *heapSampler) start(ctx context.Context, op *operatorproc.Process) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -528,9 +629,9 @@ func (h *heapSampler) start(ctx context.Context, op *operatorProcess) (stop func
 				return
 			case <-tick.C:
 			}
-			if m, err := op.scrape(ctx); err == nil {
+			if m, err := op.Scrape(ctx); err == nil {
 				h.mu.Lock()
-				h.max = max(h.max, int64(m.sum("go_memstats_heap_inuse_bytes", nil)))
+				h.max = max(h.max, int64(m.Sum("go_memstats_heap_inuse_bytes", nil)))
 				h.mu.Unlock()
 			}
 		}

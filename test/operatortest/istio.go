@@ -117,17 +117,22 @@ func Events(t *testing.T, namespace, name string) []string {
 // EventsOn lists the reasons of the Events recorded on an object of kind.
 func EventsOn(t *testing.T, kind, namespace, name string) []string {
 	t.Helper()
+	var reasons []string
+	for _, e := range eventsOn(t, kind, namespace, name) {
+		reasons = append(reasons, e.Reason)
+	}
+	return reasons
+}
+
+func eventsOn(t *testing.T, kind, namespace, name string) []corev1.Event {
+	t.Helper()
 	list, err := cluster.Current().Clientset().CoreV1().Events(namespace).List(cluster.Context(t), metav1.ListOptions{
 		FieldSelector: "involvedObject.kind=" + kind + ",involvedObject.name=" + name,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var reasons []string
-	for _, e := range list.Items {
-		reasons = append(reasons, e.Reason)
-	}
-	return reasons
+	return list.Items
 }
 
 // HasEvent reports whether an Event with the reason is recorded within a
@@ -138,11 +143,21 @@ func HasEvent(t *testing.T, namespace, name, reason string) bool {
 
 // HasEventOn is HasEvent for an object of any kind.
 func HasEventOn(t *testing.T, kind, namespace, name, reason string) bool {
+	return hasEvent(t, kind, namespace, name, reason, "")
+}
+
+// HasEventWith is HasEvent for an Event whose message contains text: the
+// Event of one particular problem, not an earlier one of the same reason.
+func HasEventWith(t *testing.T, namespace, name, reason, text string) bool {
+	return hasEvent(t, "Istio", namespace, name, reason, text)
+}
+
+func hasEvent(t *testing.T, kind, namespace, name, reason, text string) bool {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		for _, r := range EventsOn(t, kind, namespace, name) {
-			if strings.EqualFold(r, reason) {
+		for _, e := range eventsOn(t, kind, namespace, name) {
+			if strings.EqualFold(e.Reason, reason) && strings.Contains(e.Message, text) {
 				return true
 			}
 		}

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -67,17 +66,10 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (queue.Resu
 // oldest is the served resource: the oldest in the operator's namespace.
 func (c *Controller) oldest() *v1alpha2.Istio {
 	all, err := c.istios.Istios(c.namespace).List(everything)
-	if err != nil || len(all) == 0 {
+	if err != nil {
 		return nil
 	}
-	sort.Slice(all, func(i, j int) bool {
-		ti, tj := all[i].CreationTimestamp, all[j].CreationTimestamp
-		if !ti.Equal(&tj) {
-			return ti.Before(&tj)
-		}
-		return all[i].Name < all[j].Name
-	})
-	return all[0]
+	return v1alpha2.Served(all)
 }
 
 // notServed reports why a resource is ignored and lets go of it when it is
@@ -117,6 +109,7 @@ func (c *Controller) reconcile(ctx context.Context, istio *v1alpha2.Istio) (queu
 		}
 	}
 
+	rendered := istio.Generation
 	r, err := c.render(istio)
 	var invalid *istioclient.InvalidSpecError
 	if errors.As(err, &invalid) {
@@ -144,8 +137,13 @@ func (c *Controller) reconcile(ctx context.Context, istio *v1alpha2.Istio) (queu
 		istio, err = c.apply(ctx, istio, r, plan)
 		if err != nil {
 			c.recorder.Eventf(istio, corev1.EventTypeWarning, action+"Failed", "%s Istio %s failed: %v", actionVerb[action], istioclient.Version, err)
-			if _, werr := c.report(ctx, c.latest(istio), v1alpha2.StateError, v1alpha2.ReasonIstioInstallUninstallFailed,
-				fmt.Sprintf("%s Istio %s failed and is retried: %v.", actionVerb[action], istioclient.Version, err), nil); werr != nil {
+			// Installed is reported False as well: leaving it out of the
+			// apply would remove it, and without it the other controllers
+			// take the resource for one the operator does not serve.
+			msg := fmt.Sprintf("%s Istio %s failed and is retried: %v.", actionVerb[action], istioclient.Version, err)
+			if _, werr := c.report(ctx, c.latest(istio), v1alpha2.StateError, v1alpha2.ReasonIstioInstallUninstallFailed, msg, &status.Condition{
+				Type: v1alpha2.ConditionInstalled, Status: metav1.ConditionFalse, Reason: v1alpha2.ReasonIstioInstallUninstallFailed, Message: msg,
+			}); werr != nil {
 				logger.Error(werr, "Writing the status")
 			}
 			return queue.Result{}, err
@@ -153,6 +151,14 @@ func (c *Controller) reconcile(ctx context.Context, istio *v1alpha2.Istio) (queu
 		c.recorder.Eventf(istio, corev1.EventTypeNormal, action+"Succeeded", "%s Istio %s in %s: %s.",
 			actionDone[action], istioclient.Version, c.clock.Since(start).Round(10*time.Millisecond), plan.Summary())
 		istio = c.latest(istio)
+		if istio.Generation != rendered {
+			// The spec changed during the apply: Istio runs an older
+			// generation's configuration, and Installed=True at the new one
+			// would let the other controllers act on it (roll the gateway
+			// before its new mesh config exists). The watch has queued the
+			// resource again; that sync installs and reports the new spec.
+			return queue.Result{}, nil
+		}
 	}
 
 	if _, err := c.writeSummary(ctx, istio, v1alpha2.SpecWarnings(&istio.Spec)); err != nil {
@@ -219,7 +225,7 @@ func (c *Controller) action(found bool, installed, target istioclient.SemVer, ha
 		return actionUpgrade
 	}
 	istiod := c.live.Get(deploymentGVK, istioclient.Namespace, "istiod")
-	if istiod != nil && istiod.GetAnnotations()[istioclient.ConfigHashAnnotation] != hash {
+	if istiod != nil && istiod.GetAnnotations()[istioclient.InstallationHashAnnotation] != hash {
 		return actionUpdate
 	}
 	return actionRepair

@@ -85,6 +85,12 @@ func (c *Controller) syncWorkload(ctx context.Context, k Key) (queue.Result, err
 	}
 
 	if err := c.markRestarted(ctx, w, t.hash); err != nil {
+		if apierrors.IsConflict(err) {
+			// The cache is behind the workload, perhaps behind our own
+			// restart of it: the retry sees the newer version.
+			c.release(k)
+			return queue.Result{}, err
+		}
 		c.metrics.Restart(string(k.Kind), metrics.RestartFailed)
 		c.recorder.Eventf(w.obj, corev1.EventTypeWarning, "ProxySidecarRestartFailed", "Restarting for the new sidecar proxy failed: %v", err)
 		c.release(k)
@@ -149,17 +155,20 @@ func (c *Controller) follow(ctx context.Context, w *workload, t *target, pods, s
 }
 
 // markRestarted writes the restart annotations: on the pod template, which
-// rolls the workload, or on the workload itself for eviction kinds.
+// rolls the workload, or on the workload itself for eviction kinds. The
+// patch requires the cached resourceVersion: a cache that has not seen an
+// earlier restart yet must not restart the workload a second time.
 func (c *Controller) markRestarted(ctx context.Context, w *workload, hash string) error {
 	ann := map[string]any{
 		AnnotationRestartedFor: hash,
 		AnnotationRestartedAt:  c.clock.Now().UTC().Format(time.RFC3339),
 	}
-	var patch map[string]any
+	meta := map[string]any{"resourceVersion": w.obj.GetResourceVersion()}
+	patch := map[string]any{"metadata": meta}
 	if w.byEviction {
-		patch = map[string]any{"metadata": map[string]any{"annotations": ann}}
+		meta["annotations"] = ann
 	} else {
-		patch = map[string]any{"spec": map[string]any{"template": map[string]any{"metadata": map[string]any{"annotations": ann}}}}
+		patch["spec"] = map[string]any{"template": map[string]any{"metadata": map[string]any{"annotations": ann}}}
 	}
 	body, err := json.Marshal(patch)
 	if err != nil {

@@ -7,13 +7,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/zapr"
 	dto "github.com/prometheus/client_model/go"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
 
 	"github.com/meshkeeper/istio-operator/pkg/metrics"
 )
@@ -216,5 +222,55 @@ func TestObjectNameKey(t *testing.T) {
 	}
 	if keys := ObjectNameKey("not an object"); keys != nil {
 		t.Fatalf("keys %v for a non-object", keys)
+	}
+}
+
+// Every line a sync logs, its own and the loop's error report, names the
+// controller and the key, so that one reconcile can be followed in the logs.
+func TestLogLinesCarryControllerAndKey(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	ctx, cancel := context.WithCancel(klog.NewContext(context.Background(), zapr.NewLogger(zap.New(core))))
+	defer cancel()
+
+	synced := make(chan struct{}, 2)
+	l := New(Config[string]{Name: "logging-test", RateLimiter: fastLimiter(), MaxRetries: 1},
+		func(ctx context.Context, key string) (Result, error) {
+			defer func() { synced <- struct{}{} }()
+			klog.FromContext(ctx).Info("Syncing")
+			if key == "ns/broken" {
+				return Result{}, errors.New("boom")
+			}
+			return Result{}, nil
+		})
+	go l.Run(ctx, 1)
+	l.Add("ns/fine")
+	l.Add("ns/broken")
+	for range 2 {
+		select {
+		case <-synced:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the keys were not synced within 5s")
+		}
+	}
+	// The error report follows the sync that failed.
+	if err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, 5*time.Second, true, func(context.Context) (bool, error) {
+		return logs.FilterMessage("Reconcile failed, retrying with backoff").Len() > 0, nil
+	}); err != nil {
+		t.Fatal("the failed reconcile was not logged")
+	}
+
+	var checked int
+	for _, entry := range logs.All() {
+		if entry.Message == "Starting workers" || entry.Message == "Shutting down workers" {
+			continue // not part of a reconcile
+		}
+		fields := entry.ContextMap()
+		if fields["controller"] != "logging-test" || (fields["key"] != "ns/fine" && fields["key"] != "ns/broken") {
+			t.Errorf("log line %q lacks the controller or the key: %v", entry.Message, fields)
+		}
+		checked++
+	}
+	if checked < 3 {
+		t.Fatalf("checked %d reconcile log lines, want at least 3 (two syncs and an error)", checked)
 	}
 }

@@ -1186,7 +1186,7 @@ func schema_pkg_apis_operator_v1alpha2_ProxyStatsMatcher(ref common.ReferenceCal
 							},
 						},
 						SchemaProps: spec.SchemaProps{
-							Description: "InclusionRegexps are RE2 regular expressions of statistics to report.",
+							Description: "InclusionRegexps are RE2 regular expressions of statistics to report. Envoy rejects an empty expression, prefix or suffix, and with it the bootstrap of every proxy.",
 							Type:        []string{"array"},
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
@@ -1276,7 +1276,7 @@ func schema_pkg_apis_operator_v1alpha2_Resources(ref common.ReferenceCallback) c
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
 			SchemaProps: spec.SchemaProps{
-				Description: "Resources are a container's resource requests and limits.",
+				Description: "Resources are a container's resource requests and limits. Kubernetes rejects a container that requests more than its limit.",
 				Type:        []string{"object"},
 				Properties: map[string]spec.Schema{
 					"limits": {
@@ -1303,7 +1303,7 @@ func schema_pkg_apis_operator_v1alpha2_RollingUpdate(ref common.ReferenceCallbac
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
 			SchemaProps: spec.SchemaProps{
-				Description: "RollingUpdate configures a rolling update.",
+				Description: "RollingUpdate configures a rolling update. A Deployment cannot have both at 0: it could never make progress.",
 				Type:        []string{"object"},
 				Properties: map[string]spec.Schema{
 					"maxSurge": {

@@ -1,6 +1,6 @@
 // Package cluster_test checks the local test cluster itself (kwokctl's binary
 // runtime with kwok nodes): that it runs workloads the way the operator's
-// integration tests rely on, and that it enforces the Istio CRD's validation.
+// integration tests rely on, and that it serves the Istio CRD with every field.
 package cluster_test
 
 import (

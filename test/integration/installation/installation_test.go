@@ -1,6 +1,7 @@
 // Package installation tests the installation controller against a real
 // API server: install, no writes when nothing changed, configuration
-// changes, drift repair, and the one-resource rule.
+// changes and drift repair. The one-resource rule and invalid specs are
+// bad input, tested in test/reliability/input.
 package installation
 
 import (
@@ -15,7 +16,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/utils/ptr"
 
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/installation"
@@ -182,50 +182,5 @@ func TestConfigChangeAndDriftRepair(t *testing.T) {
 	})
 	if got := operatortest.NewWrites(t, writes); len(got) != 0 {
 		t.Errorf("writes after an istiod-style CA bundle patch: %v, want none", got)
-	}
-}
-
-func TestOnlyTheOldestResourceIsServed(t *testing.T) {
-	ns, _ := setup(t, v1alpha2.IstioSpec{})
-	operatortest.WaitForState(t, installTimeout, ns, "default", v1alpha2.StateReady, v1alpha2.ConditionInstalled, metav1.ConditionTrue, v1alpha2.ReasonIstioInstallSucceeded)
-
-	operatortest.CreateIstio(t, ns, "second", v1alpha2.IstioSpec{Config: v1alpha2.Config{NumTrustedProxies: ptr.To[int64](4)}})
-	second := operatortest.WaitForState(t, 30*time.Second, ns, "second", v1alpha2.StateWarning,
-		v1alpha2.ConditionReady, metav1.ConditionFalse, v1alpha2.ReasonOlderCRExists)
-	if c := meta.FindStatusCondition(second.Status.Conditions, v1alpha2.ConditionReady); !strings.Contains(c.Message, ns+"/default") {
-		t.Errorf("message %q does not name the served resource", c.Message)
-	}
-	if len(second.Finalizers) != 0 {
-		t.Errorf("the ignored resource got finalizers %v", second.Finalizers)
-	}
-	operatortest.WaitForState(t, 10*time.Second, ns, "default", v1alpha2.StateReady, v1alpha2.ConditionReady, metav1.ConditionTrue, v1alpha2.ReasonReconcileSucceeded)
-	if !operatortest.HasEvent(t, ns, "second", v1alpha2.ReasonOlderCRExists) {
-		t.Errorf("no OlderCRExists Event on the second resource")
-	}
-	operatortest.DeleteIstio(t, 30*time.Second, ns, "second")
-
-	// A resource outside the operator's namespace is an error.
-	other := cluster.Namespace(t, nil)
-	operatortest.CreateIstio(t, other, "default", v1alpha2.IstioSpec{})
-	operatortest.WaitForState(t, 30*time.Second, other, "default", v1alpha2.StateError,
-		v1alpha2.ConditionReady, metav1.ConditionFalse, v1alpha2.ReasonWrongNamespace)
-	operatortest.DeleteIstio(t, 30*time.Second, other, "default")
-}
-
-func TestInvalidSpecIsReported(t *testing.T) {
-	ns, _ := setup(t, v1alpha2.IstioSpec{Config: v1alpha2.Config{
-		ProxyStatsMatcher: &v1alpha2.ProxyStatsMatcher{InclusionRegexps: []string{"(unclosed"}},
-	}})
-	i := operatortest.WaitForState(t, 30*time.Second, ns, "default", v1alpha2.StateError,
-		v1alpha2.ConditionReady, metav1.ConditionFalse, v1alpha2.ReasonValidationFailed)
-	c := meta.FindStatusCondition(i.Status.Conditions, v1alpha2.ConditionReady)
-	if !strings.Contains(c.Message, "spec.config.proxyStatsMatcher.inclusionRegexps[0]") {
-		t.Errorf("message %q does not name the field", c.Message)
-	}
-	if !operatortest.HasEvent(t, ns, "default", v1alpha2.ReasonValidationFailed) {
-		t.Error("no ValidationFailed Event")
-	}
-	if _, err := cluster.Current().Clientset().AppsV1().Deployments(istioclient.Namespace).Get(t.Context(), "istiod", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-		t.Errorf("istiod exists although the spec is invalid (err %v)", err)
 	}
 }

@@ -251,16 +251,21 @@ type Metrics struct {
 // ProxyStatsMatcher selects Envoy statistics by name.
 type ProxyStatsMatcher struct {
 	// InclusionRegexps are RE2 regular expressions of statistics to report.
+	// Envoy rejects an empty expression, prefix or suffix, and with it the
+	// bootstrap of every proxy.
 	// +optional
 	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MinLength=1
 	// +listType=atomic
 	InclusionRegexps []string `json:"inclusionRegexps,omitempty"`
 	// InclusionPrefixes are name prefixes of statistics to report. Extension.
 	// +optional
+	// +kubebuilder:validation:items:MinLength=1
 	// +listType=atomic
 	InclusionPrefixes []string `json:"inclusionPrefixes,omitempty"`
 	// InclusionSuffixes are name suffixes of statistics to report. Extension.
 	// +optional
+	// +kubebuilder:validation:items:MinLength=1
 	// +listType=atomic
 	InclusionSuffixes []string `json:"inclusionSuffixes,omitempty"`
 }
@@ -324,7 +329,9 @@ type Strategy struct {
 	RollingUpdate *RollingUpdate `json:"rollingUpdate"`
 }
 
-// RollingUpdate configures a rolling update.
+// RollingUpdate configures a rolling update. A Deployment cannot have both
+// at 0: it could never make progress.
+// +kubebuilder:validation:XValidation:rule="!has(self.maxSurge) || !has(self.maxUnavailable) || !(string(self.maxSurge).matches('^0+%?$') && string(self.maxUnavailable).matches('^0+%?$'))",message="must not be 0 when maxSurge is 0",fieldPath=".maxUnavailable",reason=FieldValueInvalid
 type RollingUpdate struct {
 	// MaxSurge is the number or percentage of pods created above the desired count.
 	// +optional
@@ -341,7 +348,10 @@ type RollingUpdate struct {
 	MaxUnavailable *intstr.IntOrString `json:"maxUnavailable,omitempty"`
 }
 
-// Resources are a container's resource requests and limits.
+// Resources are a container's resource requests and limits. Kubernetes
+// rejects a container that requests more than its limit.
+// +kubebuilder:validation:XValidation:rule="!has(self.requests) || !has(self.limits) || !has(self.requests.cpu) || !has(self.limits.cpu) || !isQuantity(self.requests.cpu) || !isQuantity(self.limits.cpu) || quantity(self.requests.cpu).compareTo(quantity(self.limits.cpu)) <= 0",message="must not be greater than limits.cpu",fieldPath=".requests.cpu",reason=FieldValueInvalid
+// +kubebuilder:validation:XValidation:rule="!has(self.requests) || !has(self.limits) || !has(self.requests.memory) || !has(self.limits.memory) || !isQuantity(self.requests.memory) || !isQuantity(self.limits.memory) || quantity(self.requests.memory).compareTo(quantity(self.limits.memory)) <= 0",message="must not be greater than limits.memory",fieldPath=".requests.memory",reason=FieldValueInvalid
 type Resources struct {
 	// Limits are the most the container may use.
 	// +optional

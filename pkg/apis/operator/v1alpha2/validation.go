@@ -1,8 +1,11 @@
 package v1alpha2
 
 import (
+	"encoding/json"
 	"fmt"
 	"regexp"
+	"sort"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
@@ -20,6 +23,7 @@ func ValidateSpec(spec *IstioSpec) field.ErrorList {
 			errs = append(errs, field.Required(cfg.Child("authorizers").Index(i), "an authorizer must not be null"))
 		}
 	}
+	errs = append(errs, unreadableStrings(spec)...)
 	if m := spec.Config.ProxyStatsMatcher; m != nil {
 		p := cfg.Child("proxyStatsMatcher", "inclusionRegexps")
 		for i, re := range m.InclusionRegexps {
@@ -72,4 +76,48 @@ func ExperimentalFields(spec *IstioSpec) []string {
 		set = append(set, "spec.experimental.enableDualStack")
 	}
 	return set
+}
+
+// unreadableStrings names the strings holding a character that JSON, and so
+// the API server, carries but YAML does not: DEL, the C1 controls but NEL,
+// U+FFFE and U+FFFF. Istio's installer reads the IstioOperator as YAML.
+func unreadableStrings(spec *IstioSpec) field.ErrorList {
+	data, err := json.Marshal(spec)
+	if err != nil {
+		return field.ErrorList{field.InternalError(field.NewPath("spec"), err)}
+	}
+	var v any
+	if err := json.Unmarshal(data, &v); err != nil {
+		return field.ErrorList{field.InternalError(field.NewPath("spec"), err)}
+	}
+	var errs field.ErrorList
+	var walk func(p *field.Path, v any)
+	walk = func(p *field.Path, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			keys := make([]string, 0, len(v))
+			for k := range v {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				walk(p.Child(k), k)
+				walk(p.Child(k), v[k])
+			}
+		case []any:
+			for i, x := range v {
+				walk(p.Index(i), x)
+			}
+		case string:
+			if i := strings.IndexFunc(v, yamlUnreadable); i >= 0 {
+				errs = append(errs, field.Invalid(p, v, fmt.Sprintf("holds %U, which Istio's installer cannot read", []rune(v[i:])[0])))
+			}
+		}
+	}
+	walk(field.NewPath("spec"), v)
+	return errs
+}
+
+func yamlUnreadable(r rune) bool {
+	return r == 0x7f || (r >= 0x80 && r <= 0x9f && r != 0x85) || r == 0xfffe || r == 0xffff
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
 )
 
 func TestValidateSpec(t *testing.T) {
@@ -21,6 +22,14 @@ func TestValidateSpec(t *testing.T) {
 			InclusionRegexps: []string{"(?=x)"}}}}, wantField: "spec.config.proxyStatsMatcher.inclusionRegexps[0]"},
 		"null authorizer": {spec: IstioSpec{Config: Config{Authorizers: []*Authorizer{{Name: "a", Port: 1}, nil}}},
 			wantField: "spec.config.authorizers[1]"},
+		"DEL in an authorizer service": {spec: IstioSpec{Config: Config{Authorizers: []*Authorizer{{Name: "a", Service: "ext\x7f.ns", Port: 1}}}},
+			wantField: "spec.config.authorizers[0].service"},
+		"C1 control in a header name": {spec: IstioSpec{Config: Config{Authorizers: []*Authorizer{{Name: "a", Port: 1,
+			Headers: &Headers{InCheck: &InCheck{Add: map[string]string{"x\u0090": "v"}}}}}}},
+			wantField: "spec.config.authorizers[0].headers.inCheck.add.x\u0090"},
+		"U+FFFF in a stats prefix": {spec: IstioSpec{Config: Config{ProxyStatsMatcher: &ProxyStatsMatcher{
+			InclusionPrefixes: []string{"a\uffff"}}}}, wantField: "spec.config.proxyStatsMatcher.inclusionPrefixes[0]"},
+		"NEL, tab and other C0 controls": {spec: IstioSpec{Config: Config{Authorizers: []*Authorizer{{Name: "a\u0085\t\x01", Port: 1}}}}},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -35,6 +44,27 @@ func TestValidateSpec(t *testing.T) {
 				t.Fatalf("errors %v, want one for %s", errs, tc.wantField)
 			}
 		})
+	}
+}
+
+// TestYAMLUnreadableMatchesYAML keeps the character rule in step with the
+// YAML library the installer reads with.
+func TestYAMLUnreadableMatchesYAML(t *testing.T) {
+	for r := rune(0); r <= 0x10ffff; r++ {
+		if r == 0x10000 {
+			r = 0x10ffff - 0xff // the astral planes behave alike; check their end
+		}
+		if r >= 0xd800 && r <= 0xdfff {
+			continue // not in the UTF-8 the API server sends
+		}
+		out, err := yaml.Marshal(map[string]string{"s": "a" + string(r)})
+		if err == nil {
+			var back map[string]string
+			err = yaml.Unmarshal(out, &back)
+		}
+		if got := yamlUnreadable(r); got != (err != nil) {
+			t.Errorf("%U: yamlUnreadable %t, YAML round trip error %v", r, got, err)
+		}
 	}
 }
 

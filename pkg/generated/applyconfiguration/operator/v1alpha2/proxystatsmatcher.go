@@ -24,6 +24,8 @@ package v1alpha2
 // ProxyStatsMatcher selects Envoy statistics by name.
 type ProxyStatsMatcherApplyConfiguration struct {
 	// InclusionRegexps are RE2 regular expressions of statistics to report.
+	// Envoy rejects an empty expression, prefix or suffix, and with it the
+	// bootstrap of every proxy.
 	InclusionRegexps []string `json:"inclusionRegexps,omitempty"`
 	// InclusionPrefixes are name prefixes of statistics to report. Extension.
 	InclusionPrefixes []string `json:"inclusionPrefixes,omitempty"`

@@ -21,7 +21,8 @@ package v1alpha2
 // ResourcesApplyConfiguration represents a declarative configuration of the Resources type for use
 // with apply.
 //
-// Resources are a container's resource requests and limits.
+// Resources are a container's resource requests and limits. Kubernetes
+// rejects a container that requests more than its limit.
 type ResourcesApplyConfiguration struct {
 	// Limits are the most the container may use.
 	Limits *ResourceClaimsApplyConfiguration `json:"limits,omitempty"`

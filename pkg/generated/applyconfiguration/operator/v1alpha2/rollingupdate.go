@@ -25,7 +25,8 @@ import (
 // RollingUpdateApplyConfiguration represents a declarative configuration of the RollingUpdate type for use
 // with apply.
 //
-// RollingUpdate configures a rolling update.
+// RollingUpdate configures a rolling update. A Deployment cannot have both
+// at 0: it could never make progress.
 type RollingUpdateApplyConfiguration struct {
 	// MaxSurge is the number or percentage of pods created above the desired count.
 	MaxSurge *intstr.IntOrString `json:"maxSurge,omitempty"`
