@@ -413,12 +413,17 @@ func (i *Installer) apply(ctx context.Context, o Object) error {
 	return nil
 }
 
+// delete removes one object with background propagation: the object goes
+// at once and the garbage collector removes its dependents (ReplicaSets,
+// Pods) afterwards. Foreground propagation would make an uninstall wait on
+// the garbage collector, which can hold a CRD's foregroundDeletion finalizer
+// for minutes while it resyncs after Istio's CRDs disappear.
 func (i *Installer) delete(ctx context.Context, u *unstructured.Unstructured) error {
 	res, err := i.resource(u.GroupVersionKind(), u.GetNamespace())
 	if err != nil {
 		return err
 	}
-	policy := metav1.DeletePropagationForeground
+	policy := metav1.DeletePropagationBackground
 	err = res.Delete(ctx, u.GetName(), metav1.DeleteOptions{PropagationPolicy: &policy})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("deleting %s %s: %w", u.GetKind(), objectName(u), err)

@@ -24,7 +24,10 @@ var deploymentGVK = schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: 
 // full set: Ready, Installed (for the served resource), state, description,
 // observed generation and the installed version. A Warning or Error that
 // is new is also recorded as an Event.
-func (c *Controller) write(ctx context.Context, istio *v1alpha2.Istio, state v1alpha2.State, ready status.Condition, installed *status.Condition) (*v1alpha2.Istio, error) {
+//
+// derived marks a Ready computed from the other controllers' conditions: it
+// is written only to the version of the resource it was computed from.
+func (c *Controller) write(ctx context.Context, istio *v1alpha2.Istio, state v1alpha2.State, ready status.Condition, installed *status.Condition, derived bool) (*v1alpha2.Istio, error) {
 	conds := []status.Condition{ready}
 	if installed != nil {
 		conds = append(conds, *installed)
@@ -34,6 +37,7 @@ func (c *Controller) write(ctx context.Context, istio *v1alpha2.Istio, state v1a
 		State:              &state,
 		Description:        &ready.Message,
 		ObservedGeneration: true,
+		DerivedFromCurrent: derived,
 	}
 	if v, found, err := istioclient.InstalledVersion(c.live); found && err == nil {
 		u.InstalledVersion = status.Ptr(v.String())
@@ -55,7 +59,7 @@ func (c *Controller) write(ctx context.Context, istio *v1alpha2.Istio, state v1a
 func (c *Controller) report(ctx context.Context, istio *v1alpha2.Istio, state v1alpha2.State, reason, msg string, installed *status.Condition) (*v1alpha2.Istio, error) {
 	return c.write(ctx, istio, state, status.Condition{
 		Type: v1alpha2.ConditionReady, Status: metav1.ConditionFalse, Reason: reason, Message: msg,
-	}, installed)
+	}, installed, false)
 }
 
 // failed reports a problem that stops the installation: both Ready and
@@ -83,7 +87,7 @@ func (c *Controller) writeSummary(ctx context.Context, istio *v1alpha2.Istio, wa
 		Message: fmt.Sprintf("Istio %s is installed with the configuration of generation %d.", istioclient.Version, istio.Generation),
 	}
 	state, ready := Summarize(istio, warnings)
-	return c.write(ctx, istio, state, ready, &installed)
+	return c.write(ctx, istio, state, ready, &installed, true)
 }
 
 // dependent describes how a condition of another controller counts for

@@ -46,6 +46,12 @@ type Update struct {
 	InstalledVersion *string
 	// ObservedGeneration, when true, records the generation the summary describes.
 	ObservedGeneration bool
+	// DerivedFromCurrent, when true, applies the update only to the version
+	// of the object it was computed from (its resourceVersion is a
+	// precondition): a summary of the other controllers' conditions must not
+	// land on a version in which they say something else. A newer version
+	// fails the write with a Conflict, and the retry reads it.
+	DerivedFromCurrent bool
 }
 
 // Writer applies one controller's status.
@@ -106,6 +112,9 @@ func (w *Writer) Apply(ctx context.Context, current *v1alpha2.Istio, u Update) (
 	// Apply against the UID we read, so a status for a deleted and recreated
 	// resource of the same name is never written to the new one.
 	ac.WithUID(current.UID)
+	if u.DerivedFromCurrent {
+		ac.WithResourceVersion(current.ResourceVersion)
+	}
 	updated, err := w.client.OperatorV1alpha2().Istios(current.Namespace).ApplyStatus(ctx, ac,
 		metav1.ApplyOptions{FieldManager: w.fieldManager, Force: true})
 	if err != nil {

@@ -185,6 +185,9 @@ func TestConcurrentEditsLoseNothing(t *testing.T) {
 		if istio.Status.ObservedGeneration != istio.Generation || istio.Status.InstalledVersion != istioclient.Version {
 			t.Errorf("status observed generation %d of %d, installed version %q", istio.Status.ObservedGeneration, istio.Generation, istio.Status.InstalledVersion)
 		}
+		if t.Failed() {
+			logRollouts(t, ns)
+		}
 	})
 
 	t.Run("every user's last edit is kept", func(t *testing.T) {
@@ -312,4 +315,30 @@ func TestConcurrentEditsLoseNothing(t *testing.T) {
 // (and were retried).
 func operatorConflicts(t *testing.T) float64 {
 	return operatortest.Counter(t, "istio_operator_reconcile_total", map[string]string{"result": "conflict"})
+}
+
+// logRollouts prints what explains a condition that is not True: the
+// ingress gateway's ReplicaSets (one per roll) and the operator's Events.
+func logRollouts(t *testing.T, ns string) {
+	kube := cluster.Current().Clientset()
+	rss, err := kube.AppsV1().ReplicaSets(istioclient.Namespace).List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	for _, rs := range rss.Items {
+		if strings.HasPrefix(rs.Name, istioclient.IngressGatewayName) {
+			t.Logf("ReplicaSet %s: revision %s, created %s, %d replicas, template annotations %v", rs.Name,
+				rs.Annotations["deployment.kubernetes.io/revision"], rs.CreationTimestamp.Format(time.RFC3339), rs.Status.Replicas,
+				rs.Spec.Template.Annotations)
+		}
+	}
+	events, err := kube.CoreV1().Events(ns).List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	for _, e := range events.Items {
+		t.Logf("Event %s %s (x%d): %s", e.LastTimestamp.Format(time.RFC3339), e.Reason, e.Count, e.Message)
+	}
 }
