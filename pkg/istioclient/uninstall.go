@@ -112,3 +112,10 @@ func InstalledVersion(live LiveObjects) (v SemVer, found bool, err error) {
 	}
 	return SemVer{}, true, fmt.Errorf("istiod has no discovery container")
 }
+
+// CreatedByUser reports whether an object with these labels in one of
+// Istio's kinds was created by a user: neither the operator nor Istio's
+// installer created it.
+func CreatedByUser(labels map[string]string) bool {
+	return labels[ManagedByLabel] != ManagedByValue && labels[manifest.OperatorManagedLabel] == "" && labels[manifest.OwningResourceName] == ""
+}

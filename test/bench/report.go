@@ -509,6 +509,9 @@ func (r *report) write(dir, root string) error {
 		return err
 	}
 	md := r.markdown()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
 	jsonPath, mdPath := filepath.Join(dir, "bench-results.json"), filepath.Join(dir, "bench-results.md")
 	if err := os.WriteFile(jsonPath, append(js, '\n'), 0o644); err != nil {
 		return err

@@ -176,6 +176,9 @@ func runSize(ctx context.Context, o options, root string, res *results) (err err
 		"--kube-api-qps", fmt.Sprint(o.APIQPS),
 		"--kube-api-burst", fmt.Sprint(o.APIBurst),
 	}
+	if o.CPUProfile > 0 {
+		args = append(args, "--enable-profiling")
+	}
 	if s.pacingFlags {
 		// Unpaced unless the resource says otherwise: the paced wave sets its
 		// rate in the resource.
@@ -512,6 +515,16 @@ func (s *scenario) wave(ctx context.Context, name string, patch []byte, cpu stri
 	heap := &heapSampler{}
 	stopSampling := heap.start(ctx, s.op)
 
+	if rate == 0 && s.opts.CPUProfile > 0 {
+		path := filepath.Join(s.root, ".cache", "bench", fmt.Sprintf("%d-%s-cpu.pprof", s.opts.Workloads, name))
+		go func() {
+			if err := s.op.CPUProfile(ctx, s.opts.CPUProfile, path); err != nil {
+				progress("WARNING: %v", err)
+				return
+			}
+			progress("%s wave: the operator's CPU profile of its first %s is in %s", name, s.opts.CPUProfile, path)
+		}()
+	}
 	start := time.Now()
 	cr, err := s.istios.OperatorV1alpha2().Istios(istioNamespace).Patch(ctx, istioName, types.MergePatchType, patch, metav1.PatchOptions{})
 	if err != nil {

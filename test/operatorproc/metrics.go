@@ -7,8 +7,11 @@ import (
 	"maps"
 	"math"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -180,4 +183,32 @@ func (rc RequestCounts) Writes() float64 {
 		n += rc.ByVerb[v]
 	}
 	return n
+}
+
+// CPUProfile records the operator's CPU for the given time into path. The
+// operator must run with --enable-profiling.
+func (p *Process) CPUProfile(ctx context.Context, d time.Duration, path string) error {
+	url := strings.TrimSuffix(p.metricsURL, "/metrics") + fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(d.Seconds()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	// The profile takes d; the process's client gives up after 10 s.
+	resp, err := (&http.Client{Timeout: d + 30*time.Second}).Do(req)
+	if err != nil {
+		return fmt.Errorf("profiling the operator: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("profiling the operator: %s (is it running with --enable-profiling?)", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -8,11 +8,23 @@
 // controller makes sure the gateway runs that configuration: it repairs the
 // annotation if someone changed it (one roll), follows the rollout, and
 // reports it in the IngressGatewayReady condition.
+//
+// It also reports, in IngressTargetingUserResourceFound, the EnvoyFilters
+// users created in Istio's namespace that apply to the gateway: the
+// operator cannot vouch for a gateway they change, and never touches them.
+// The EnvoyFilter kind exists only while Istio's CRDs do, so its informer
+// is an istiowatch.Watch, started once Istio is installed with the current
+// generation and stopped when the resource is being deleted.
 package ingressgateway
 
 import (
 	"context"
+	"fmt"
 	"time"
+
+	istioclientset "istio.io/client-go/pkg/clientset/versioned"
+	istioinformers "istio.io/client-go/pkg/informers/externalversions"
+	networkinglisters "istio.io/client-go/pkg/listers/networking/v1alpha3"
 
 	"k8s.io/client-go/kubernetes"
 	appslisters "k8s.io/client-go/listers/apps/v1"
@@ -20,6 +32,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 
+	"github.com/meshkeeper/istio-operator/pkg/controllers/istiowatch"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
 	listers "github.com/meshkeeper/istio-operator/pkg/generated/listers/operator/v1alpha2"
@@ -50,6 +63,8 @@ type Controller struct {
 	status      *status.Writer
 	recorder    record.EventRecorder
 	clock       clock.PassiveClock
+
+	envoyFilters *istiowatch.Watch[networkinglisters.EnvoyFilterLister]
 }
 
 // New builds the controller and registers its informers.
@@ -64,6 +79,16 @@ func New(_ context.Context, d *operator.Deps) (operator.Controller, error) {
 		clock:       d.Clock,
 	}
 	c.loop = queue.New(queue.Config[cache.ObjectName]{Name: Name, Clock: d.Clock}, c.sync)
+	istio, err := istioclientset.NewForConfig(d.RESTConfig)
+	if err != nil {
+		return nil, fmt.Errorf("building Istio's client: %w", err)
+	}
+	c.envoyFilters = istiowatch.New(istio, "EnvoyFilter",
+		func(f istioinformers.SharedInformerFactory) (cache.SharedIndexInformer, networkinglisters.EnvoyFilterLister) {
+			i := f.Networking().V1alpha3().EnvoyFilters()
+			return i.Informer(), i.Lister()
+		},
+		c.loop.Handler(func(any) []cache.ObjectName { return status.ServingCandidates(c.istios, c.namespace) }))
 	if _, err := d.OperatorInformers.Operator().V1alpha2().Istios().Informer().AddEventHandler(c.loop.Handler(queue.ObjectNameKey)); err != nil {
 		return nil, err
 	}
@@ -83,8 +108,12 @@ func New(_ context.Context, d *operator.Deps) (operator.Controller, error) {
 // Name implements operator.Controller.
 func (c *Controller) Name() string { return Name }
 
-// Run implements operator.Controller.
-func (c *Controller) Run(ctx context.Context, workers int) { c.loop.Run(ctx, workers) }
+// Run implements operator.Controller. The EnvoyFilter informer, if the
+// sync started one, stops with the workers.
+func (c *Controller) Run(ctx context.Context, workers int) {
+	defer c.envoyFilters.Stop()
+	c.loop.Run(ctx, workers)
+}
 
 // Loop exposes the work loop to tests.
 func (c *Controller) Loop() *queue.Loop[cache.ObjectName] { return c.loop }

@@ -9,12 +9,14 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	appsac "k8s.io/client-go/applyconfigurations/apps/v1"
 	coreac "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/istiowatch"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/rollout"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
@@ -24,29 +26,55 @@ import (
 func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (queue.Result, error) {
 	cached, err := c.istios.Istios(key.Namespace).Get(key.Name)
 	if apierrors.IsNotFound(err) {
+		c.status.Forget(key)
+		if all, err := c.istios.Istios(c.namespace).List(labels.Everything()); err == nil && !istiowatch.Needed(all) {
+			c.envoyFilters.Stop()
+		}
 		return queue.Result{}, nil
 	}
 	if err != nil {
 		return queue.Result{}, err
 	}
-	istio := cached.DeepCopy()
+	// Newest: a sync right after this controller's own write compares
+	// against that write, not a stale cache (no second write, no second Event).
+	istio := c.status.Newest(cached)
 	in := status.InstallationOf(istio)
-	if !in.Served || istio.DeletionTimestamp != nil {
+	if !in.Served {
+		return queue.Result{}, nil
+	}
+	if istio.DeletionTimestamp != nil {
+		// The uninstall removes the EnvoyFilter kind: stop watching it.
+		c.envoyFilters.Stop()
 		return queue.Result{}, nil
 	}
 	if !in.Current {
-		_, _, err := c.status.Apply(ctx, istio, status.Update{Conditions: []status.Condition{status.Waiting(v1alpha2.ConditionIngressGatewayReady, in)}})
+		_, _, err := c.status.Apply(ctx, istio, status.Update{Conditions: []status.Condition{
+			status.Waiting(v1alpha2.ConditionIngressGatewayReady, in),
+			status.Waiting(v1alpha2.ConditionIngressTargetingUserResourceFound, in),
+		}})
 		return queue.Result{}, err
 	}
 
-	want := istioclient.GatewayConfigHash(&istio.Spec)
-	d, err := c.deployments.Deployments(istioclient.Namespace).Get(istioclient.IngressGatewayName)
-	if apierrors.IsNotFound(err) {
-		return c.report(ctx, istio, metav1.ConditionFalse, v1alpha2.ReasonIngressGatewayMissing, fmt.Sprintf(
-			"The Deployment %s/%s does not exist; the installation controller recreates it.", istioclient.Namespace, istioclient.IngressGatewayName), RollingInterval)
-	}
+	filters, err := c.envoyFilters.Start(ctx)
 	if err != nil {
 		return queue.Result{}, err
+	}
+	want := istioclient.GatewayConfigHash(&istio.Spec)
+	d, err := c.deployments.Deployments(istioclient.Namespace).Get(istioclient.IngressGatewayName)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return queue.Result{}, err
+	}
+	var gatewayLabels map[string]string
+	if d != nil {
+		gatewayLabels = d.Spec.Template.Labels
+	}
+	user, err := userResourceCondition(filters, gatewayLabels)
+	if err != nil {
+		return queue.Result{}, err
+	}
+	if d == nil {
+		return c.report(ctx, istio, user, metav1.ConditionFalse, v1alpha2.ReasonIngressGatewayMissing, fmt.Sprintf(
+			"The Deployment %s/%s does not exist; the installation controller recreates it.", istioclient.Namespace, istioclient.IngressGatewayName), RollingInterval)
 	}
 
 	if got := d.Spec.Template.Annotations[istioclient.GatewayConfigAnnotation]; got != want {
@@ -59,21 +87,21 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (queue.Resu
 		klog.FromContext(ctx).Info("Restarted the ingress gateway", "configuration", want, "was", got)
 		c.recorder.Eventf(istio, corev1.EventTypeNormal, "IngressGatewayRestarted",
 			"Restarted the ingress gateway so that it runs start-time configuration %s (its pods carried %q).", want, got)
-		return c.report(ctx, istio, metav1.ConditionFalse, v1alpha2.ReasonIngressGatewayRestartInProgress, fmt.Sprintf(
+		return c.report(ctx, istio, user, metav1.ConditionFalse, v1alpha2.ReasonIngressGatewayRestartInProgress, fmt.Sprintf(
 			"Restarting the ingress gateway to start-time configuration %s.", want), RollingInterval)
 	}
 
 	ro := rollout.OfDeployment(d)
 	if ro.Failed != "" {
-		return c.report(ctx, istio, metav1.ConditionFalse, v1alpha2.ReasonIngressGatewayRestartFailed, fmt.Sprintf(
+		return c.report(ctx, istio, user, metav1.ConditionFalse, v1alpha2.ReasonIngressGatewayRestartFailed, fmt.Sprintf(
 			"The ingress gateway does not roll out: %s. Check its pods and events in %s.", ro.Failed, istioclient.Namespace), RollingInterval)
 	}
 	if !ro.Done {
-		return c.report(ctx, istio, metav1.ConditionFalse, v1alpha2.ReasonIngressGatewayRestartInProgress, fmt.Sprintf(
+		return c.report(ctx, istio, user, metav1.ConditionFalse, v1alpha2.ReasonIngressGatewayRestartInProgress, fmt.Sprintf(
 			"The ingress gateway is rolling to start-time configuration %s: %d of %d pods updated and available.", want, ro.Updated, ro.Desired), RollingInterval)
 	}
 	prev := meta.FindStatusCondition(istio.Status.Conditions, v1alpha2.ConditionIngressGatewayReady)
-	res, err := c.report(ctx, istio, metav1.ConditionTrue, v1alpha2.ReasonIngressGatewayRestartSucceeded, fmt.Sprintf(
+	res, err := c.report(ctx, istio, user, metav1.ConditionTrue, v1alpha2.ReasonIngressGatewayRestartSucceeded, fmt.Sprintf(
 		"The ingress gateway runs start-time configuration %s and is available (%d replicas).", want, d.Status.AvailableReplicas), ConvergedInterval)
 	if err == nil && prev != nil && prev.Reason == v1alpha2.ReasonIngressGatewayRestartInProgress {
 		c.recorder.Eventf(istio, corev1.EventTypeNormal, v1alpha2.ReasonIngressGatewayRestartSucceeded,
@@ -82,11 +110,18 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (queue.Resu
 	return res, err
 }
 
-// report writes the controller's condition and schedules the next check.
-func (c *Controller) report(ctx context.Context, istio *v1alpha2.Istio, s metav1.ConditionStatus, reason, msg string, after time.Duration) (queue.Result, error) {
-	_, _, err := c.status.Apply(ctx, istio, status.Update{Conditions: []status.Condition{{
+// report writes the controller's conditions, IngressGatewayReady as given
+// and IngressTargetingUserResourceFound, and schedules the next check. A
+// newly found or changed list of EnvoyFilters that target the gateway is
+// also recorded as a Warning Event.
+func (c *Controller) report(ctx context.Context, istio *v1alpha2.Istio, user status.Condition, s metav1.ConditionStatus, reason, msg string, after time.Duration) (queue.Result, error) {
+	prev := meta.FindStatusCondition(istio.Status.Conditions, v1alpha2.ConditionIngressTargetingUserResourceFound)
+	_, wrote, err := c.status.Apply(ctx, istio, status.Update{Conditions: []status.Condition{{
 		Type: v1alpha2.ConditionIngressGatewayReady, Status: s, Reason: reason, Message: msg,
-	}}})
+	}, user}})
+	if err == nil && wrote && user.Status == metav1.ConditionTrue && (prev == nil || prev.Message != user.Message) {
+		c.recorder.Event(istio, corev1.EventTypeWarning, user.Reason, user.Message)
+	}
 	return queue.Result{RequeueAfter: after}, err
 }
 

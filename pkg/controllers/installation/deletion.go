@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -53,30 +52,24 @@ func (c *Controller) delete(ctx context.Context, istio *v1alpha2.Istio) (queue.R
 		return queue.Result{RequeueAfter: time.Second}, nil
 	}
 	if len(found) > 0 {
-		names := make([]string, 0, listedUserResources)
+		names := make([]string, len(found))
 		for i, r := range found {
-			if i == listedUserResources {
-				break
-			}
-			names = append(names, r.String())
+			names[i] = r.String()
 		}
-		more := ""
-		if len(found) > listedUserResources {
-			more = fmt.Sprintf(" and %d more", len(found)-listedUserResources)
-		}
+		listed := status.Named(names, listedUserResources)
 		if istio.Spec.EffectiveDeletionStrategy() == v1alpha2.DeletionStrategyBlocking {
 			_, err := c.report(ctx, istio, v1alpha2.StateWarning, v1alpha2.ReasonIstioCustomResourcesDangling, fmt.Sprintf(
-				"Istio is not uninstalled while %d Istio resources created by users exist: %s%s. Delete them, or set spec.deletionStrategy to Cascading to delete them with Istio.",
-				len(found), strings.Join(names, ", "), more), c.installedCondition(istio))
+				"Istio is not uninstalled while %d Istio resources created by users exist: %s. Delete them, or set spec.deletionStrategy to Cascading to delete them with Istio.",
+				len(found), listed), c.installedCondition(istio))
 			return queue.Result{RequeueAfter: BlockedInterval}, err
 		}
 		if _, err := c.report(ctx, istio, v1alpha2.StateDeleting, v1alpha2.ReasonIstioUninstalling, fmt.Sprintf(
-			"Deleting %d Istio resources created by users (deletion strategy Cascading): %s%s.", len(found), strings.Join(names, ", "), more),
+			"Deleting %d Istio resources created by users (deletion strategy Cascading): %s.", len(found), listed),
 			c.installedCondition(istio)); err != nil {
 			return queue.Result{}, err
 		}
 		c.recorder.Eventf(istio, corev1.EventTypeNormal, "DeletingUserResources",
-			"Deleting %d Istio resources created by users (deletion strategy Cascading): %s%s.", len(found), strings.Join(names, ", "), more)
+			"Deleting %d Istio resources created by users (deletion strategy Cascading): %s.", len(found), listed)
 		for _, r := range found {
 			if err := c.userResources.delete(ctx, r); err != nil {
 				return queue.Result{}, err
@@ -212,7 +205,7 @@ func (u *userResources) list(crdExists func(schema.GroupVersionResource) bool) (
 		}
 		for _, obj := range inf.GetStore().List() {
 			m, ok := obj.(*metav1.PartialObjectMetadata)
-			if !ok || m.Labels[istioclient.ManagedByLabel] == istioclient.ManagedByValue || m.DeletionTimestamp != nil {
+			if !ok || !istioclient.CreatedByUser(m.Labels) || m.DeletionTimestamp != nil {
 				continue
 			}
 			out = append(out, userResource{kind: r.Kind, resource: r.Resource, namespace: m.Namespace, name: m.Name})

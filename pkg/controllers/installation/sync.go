@@ -134,7 +134,7 @@ func (c *Controller) reconcile(ctx context.Context, istio *v1alpha2.Istio) (queu
 			return queue.Result{}, err
 		}
 		start := c.clock.Now()
-		istio, err = c.apply(ctx, istio, r, plan)
+		istio, err = c.apply(ctx, istio, r, plan, action)
 		if err != nil {
 			c.recorder.Eventf(istio, corev1.EventTypeWarning, action+"Failed", "%s Istio %s failed: %v", actionVerb[action], istioclient.Version, err)
 			// Installed is reported False as well: leaving it out of the
@@ -148,8 +148,10 @@ func (c *Controller) reconcile(ctx context.Context, istio *v1alpha2.Istio) (queu
 			}
 			return queue.Result{}, err
 		}
+		took := c.clock.Since(start).Round(10 * time.Millisecond)
+		logger.Info("Applied Istio", "action", action, "duration", took)
 		c.recorder.Eventf(istio, corev1.EventTypeNormal, action+"Succeeded", "%s Istio %s in %s: %s.",
-			actionDone[action], istioclient.Version, c.clock.Since(start).Round(10*time.Millisecond), plan.Summary())
+			actionDone[action], istioclient.Version, took, plan.Summary())
 		istio = c.latest(istio)
 		if istio.Generation != rendered {
 			// The spec changed during the apply: Istio runs an older
@@ -170,7 +172,7 @@ func (c *Controller) reconcile(ctx context.Context, istio *v1alpha2.Istio) (queu
 // apply runs the installer, writing its progress to the Installed
 // condition at most once per ProgressInterval. It returns the resource as
 // last written.
-func (c *Controller) apply(ctx context.Context, istio *v1alpha2.Istio, r *istioclient.Rendered, plan *istioclient.Plan) (*v1alpha2.Istio, error) {
+func (c *Controller) apply(ctx context.Context, istio *v1alpha2.Istio, r *istioclient.Rendered, plan *istioclient.Plan, action string) (*v1alpha2.Istio, error) {
 	logger := klog.FromContext(ctx)
 	var last time.Time
 	installer := *c.installer
@@ -179,7 +181,7 @@ func (c *Controller) apply(ctx context.Context, istio *v1alpha2.Istio, r *istioc
 			return
 		}
 		last = c.clock.Now()
-		updated, err := c.progress(ctx, istio, fmt.Sprintf("%s Istio %s: %s.", actionVerb[actionInstall], istioclient.Version, msg))
+		updated, err := c.progress(ctx, istio, fmt.Sprintf("%s Istio %s: %s.", actionVerb[action], istioclient.Version, msg))
 		if err != nil {
 			logger.V(2).Info("Writing progress failed", "err", err.Error())
 			return

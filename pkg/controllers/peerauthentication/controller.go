@@ -6,18 +6,13 @@
 // mesh-wide STRICT mTLS holds, naming the users' PeerAuthentications in the
 // root namespace that weaken it (it never deletes them).
 //
-// The PeerAuthentication kind exists only once the installation controller
-// has installed Istio's CRDs, which happens after the operator started, and
-// it disappears again when Istio is uninstalled. So its informer is not
-// registered with the shared factories (they start, and must sync, before
-// any worker runs); the controller owns a separate informer factory,
-// restricted to istio-system, that it starts from its sync the first time
-// the served Istio resource has Installed=True at its current generation
-// (the installation controller reports that only after the CRDs are
-// established), and stops as soon as that resource is being deleted (the
-// uninstall removes the CRDs). Until then the controller reads nothing of
-// Istio's API and writes nothing but its waiting condition; the watch on
-// the Istio resource wakes it when Installed changes.
+// The PeerAuthentication kind exists only while Istio's CRDs are installed,
+// so its informer is an istiowatch.Watch: started from the sync the first
+// time the served Istio resource has Installed=True at its current
+// generation, stopped as soon as that resource is being deleted. Until then
+// the controller reads nothing of Istio's API and writes nothing but its
+// waiting condition; the watch on the Istio resource wakes it when
+// Installed changes.
 //
 // It owns the condition PeerAuthenticationReady.
 package peerauthentication
@@ -37,11 +32,11 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 
+	"github.com/meshkeeper/istio-operator/pkg/controllers/istiowatch"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
 	"github.com/meshkeeper/istio-operator/pkg/generated/clientset/versioned"
 	listers "github.com/meshkeeper/istio-operator/pkg/generated/listers/operator/v1alpha2"
-	"github.com/meshkeeper/istio-operator/pkg/istioclient"
 	"github.com/meshkeeper/istio-operator/pkg/operator"
 )
 
@@ -56,10 +51,6 @@ const DefaultName = "default"
 // ConvergedInterval is the safety net once mesh-wide mTLS is as desired;
 // the PeerAuthentication informer reports every change before that.
 const ConvergedInterval = 10 * time.Minute
-
-// cacheSyncTimeout bounds how long a sync waits for a freshly started
-// PeerAuthentication informer; a timeout is retried with backoff.
-const cacheSyncTimeout = 30 * time.Second
 
 var everything = labels.Everything()
 
@@ -119,80 +110,33 @@ func (c *Controller) Run(ctx context.Context, workers int) {
 // Loop exposes the work loop to tests.
 func (c *Controller) Loop() *queue.Loop[cache.ObjectName] { return c.loop }
 
-// peerAuthWatch is the PeerAuthentication informer of istio-system, which
-// runs only while Istio's CRDs exist (see the package comment). It also
-// remembers the controller's last write of istio-system/default until the
-// informer has seen it, so that a sync right after the write does not
+// peerAuthWatch is the PeerAuthentication informer of istio-system. It
+// also remembers the controller's last write of istio-system/default until
+// the informer has seen it, so that a sync right after the write does not
 // write again from a stale cache.
 type peerAuthWatch struct {
-	client  securityclient.Interface
-	handler cache.ResourceEventHandler
+	*istiowatch.Watch[securitylisters.PeerAuthenticationLister]
 
 	mu      sync.Mutex
-	running *runningWatch
 	applied *securityv1.PeerAuthentication
 }
 
-type runningWatch struct {
-	factory   securityinformers.SharedInformerFactory
-	lister    securitylisters.PeerAuthenticationLister
-	hasSynced cache.InformerSynced
-	stopCh    chan struct{}
-}
-
 func newPeerAuthWatch(client securityclient.Interface, handler cache.ResourceEventHandler) *peerAuthWatch {
-	return &peerAuthWatch{client: client, handler: handler}
+	w := &peerAuthWatch{}
+	w.Watch = istiowatch.New(client, "PeerAuthentication",
+		func(f securityinformers.SharedInformerFactory) (cache.SharedIndexInformer, securitylisters.PeerAuthenticationLister) {
+			i := f.Security().V1().PeerAuthentications()
+			return i.Informer(), i.Lister()
+		}, w.forgetAppliedThen(handler))
+	return w
 }
 
-// start starts the informer unless it runs, waits until it has synced and
-// returns its lister.
-func (w *peerAuthWatch) start(ctx context.Context) (securitylisters.PeerAuthenticationLister, error) {
-	w.mu.Lock()
-	r := w.running
-	if r == nil {
-		factory := securityinformers.NewSharedInformerFactoryWithOptions(w.client, 0,
-			securityinformers.WithNamespace(istioclient.Namespace),
-			securityinformers.WithTransform(operator.StripManagedFields))
-		informer := factory.Security().V1().PeerAuthentications()
-		inf := informer.Informer()
-		if _, err := inf.AddEventHandler(w.forgetAppliedThen(w.handler)); err != nil {
-			w.mu.Unlock()
-			return nil, err
-		}
-		r = &runningWatch{factory: factory, lister: informer.Lister(), hasSynced: inf.HasSynced, stopCh: make(chan struct{})}
-		factory.Start(r.stopCh)
-		w.running = r
-	}
-	w.mu.Unlock()
-
-	if !r.hasSynced() {
-		sctx, cancel := context.WithTimeout(ctx, cacheSyncTimeout)
-		defer cancel()
-		if !cache.WaitForCacheSync(sctx.Done(), r.hasSynced) {
-			return nil, fmt.Errorf("the PeerAuthentication informer of %s did not sync within %s", istioclient.Namespace, cacheSyncTimeout)
-		}
-	}
-	return r.lister, nil
-}
-
-// stop stops the informer, if it runs; the next start begins anew.
+// stop stops the informer and forgets the remembered write.
 func (w *peerAuthWatch) stop() {
+	w.Stop()
 	w.mu.Lock()
-	r := w.running
-	w.running = nil
 	w.applied = nil
 	w.mu.Unlock()
-	if r != nil {
-		close(r.stopCh)
-		r.factory.Shutdown()
-	}
-}
-
-// watching reports whether the informer runs.
-func (w *peerAuthWatch) watching() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.running != nil
 }
 
 // wrote remembers the controller's write of istio-system/default.

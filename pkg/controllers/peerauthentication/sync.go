@@ -17,6 +17,7 @@ import (
 	"k8s.io/klog/v2"
 
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/istiowatch"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
 	"github.com/meshkeeper/istio-operator/pkg/istioclient"
@@ -71,7 +72,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (queue.Resu
 		return queue.Result{}, err
 	}
 
-	peerAuths, err := c.peerAuths.start(ctx)
+	peerAuths, err := c.peerAuths.Start(ctx)
 	if err != nil {
 		return queue.Result{}, err
 	}
@@ -247,23 +248,16 @@ func labelsString(l map[string]string) string {
 }
 
 func weakenedCondition(weak []weakeningPolicy) status.Condition {
-	named := make([]string, 0, listedWeakening)
+	named := make([]string, len(weak))
 	for i, w := range weak {
-		if i == listedWeakening {
-			break
-		}
-		named = append(named, fmt.Sprintf("%s (%s)", w.ref, w.how))
-	}
-	more := ""
-	if len(weak) > listedWeakening {
-		more = fmt.Sprintf(" and %d more", len(weak)-listedWeakening)
+		named[i] = fmt.Sprintf("%s (%s)", w.ref, w.how)
 	}
 	return status.Condition{
 		Type: v1alpha2.ConditionPeerAuthenticationReady, Status: metav1.ConditionFalse,
 		Reason: v1alpha2.ReasonPeerAuthenticationWeakened,
-		Message: fmt.Sprintf("PeerAuthentication %s sets mesh-wide mTLS %s, but %d PeerAuthentications created by users in %s weaken it: %s%s. "+
+		Message: fmt.Sprintf("PeerAuthentication %s sets mesh-wide mTLS %s, but %d PeerAuthentications created by users in %s weaken it: %s. "+
 			"The operator does not delete them; delete them or set their mode to %s.",
-			defaultRef(), desiredMode, len(weak), istioclient.Namespace, strings.Join(named, ", "), more, desiredMode),
+			defaultRef(), desiredMode, len(weak), istioclient.Namespace, status.Named(named, listedWeakening), desiredMode),
 	}
 }
 
@@ -288,13 +282,5 @@ func (c *Controller) write(ctx context.Context, istio *v1alpha2.Istio, cond stat
 // installed and not being deleted, i.e. whether Istio's CRDs stay.
 func (c *Controller) anyInstalled() bool {
 	all, err := c.istios.Istios(c.namespace).List(everything)
-	if err != nil {
-		return true
-	}
-	for _, i := range all {
-		if i.DeletionTimestamp == nil && meta.IsStatusConditionTrue(i.Status.Conditions, v1alpha2.ConditionInstalled) {
-			return true
-		}
-	}
-	return false
+	return err != nil || istiowatch.Needed(all)
 }

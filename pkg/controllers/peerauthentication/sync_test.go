@@ -110,9 +110,7 @@ func (f *fixture) seed(pas ...*securityv1.PeerAuthentication) {
 			f.t.Fatal(err)
 		}
 	}
-	f.c.peerAuths.running = &runningWatch{
-		factory: factory, lister: informer.Lister(), hasSynced: func() bool { return true }, stopCh: make(chan struct{}),
-	}
+	f.c.peerAuths.Seed(informer.Lister())
 }
 
 // catchUp lets the Istio informer deliver what the client holds now.
@@ -252,7 +250,7 @@ func TestWaitsForTheInstallation(t *testing.T) {
 			if a := f.security.Actions(); len(a) != 0 {
 				t.Errorf("Istio's API was used before the installation: %v", a)
 			}
-			if f.c.peerAuths.watching() {
+			if f.c.peerAuths.Running() {
 				t.Error("the PeerAuthentication informer started before the installation")
 			}
 			if e := f.events(); len(e) != 0 {
@@ -292,7 +290,7 @@ func TestIgnoresResourcesItDoesNotServe(t *testing.T) {
 			if a := f.securityWrites(); len(a) != 0 {
 				t.Errorf("writes to Istio's API: %v", a)
 			}
-			if deleting := istio.DeletionTimestamp != nil; deleting && f.c.peerAuths.watching() {
+			if deleting := istio.DeletionTimestamp != nil; deleting && f.c.peerAuths.Running() {
 				t.Error("the PeerAuthentication informer still runs while Istio is uninstalled")
 			}
 		})
@@ -517,7 +515,7 @@ func TestStartsTheInformerOnlyOnceInstalled(t *testing.T) {
 	if _, err := f.c.sync(ctx, key); err != nil {
 		t.Fatal(err)
 	}
-	if !f.c.peerAuths.watching() {
+	if !f.c.peerAuths.Running() {
 		t.Fatal("the PeerAuthentication informer did not start once Istio was installed")
 	}
 	var listed bool
@@ -533,7 +531,7 @@ func TestStartsTheInformerOnlyOnceInstalled(t *testing.T) {
 		t.Errorf("%d applies, want 1", n)
 	}
 	f.c.peerAuths.stop()
-	if f.c.peerAuths.watching() {
+	if f.c.peerAuths.Running() {
 		t.Error("stop left the informer running")
 	}
 }

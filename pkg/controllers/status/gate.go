@@ -1,6 +1,9 @@
 package status
 
 import (
+	"fmt"
+	"strings"
+
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -67,4 +70,12 @@ func KeysOf(istios []*v1alpha2.Istio) []cache.ObjectName {
 		keys = append(keys, cache.MetaObjectToName(i))
 	}
 	return keys
+}
+
+// Named lists the first limit names and counts the rest: "a, b and 3 more".
+func Named(names []string, limit int) string {
+	if len(names) <= limit {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:limit], ", "), len(names)-limit)
 }

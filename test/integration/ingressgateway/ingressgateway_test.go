@@ -6,9 +6,14 @@ package ingressgateway
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	networkingapi "istio.io/api/networking/v1alpha3"
+	networkingv1alpha3 "istio.io/client-go/pkg/apis/networking/v1alpha3"
+	istioclientset "istio.io/client-go/pkg/clientset/versioned"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -149,6 +154,74 @@ func TestWaitsForTheInstallation(t *testing.T) {
 	}
 	if n := replicaSets(t); n != 0 {
 		t.Errorf("%d gateway ReplicaSets before installation", n)
+	}
+}
+
+// A user's EnvoyFilter that applies to the gateway is reported (state
+// Warning, an Event), never changed or deleted; removing it clears the
+// warning. One for another workload is not reported.
+func TestUserEnvoyFilterTargetingTheGatewayIsReported(t *testing.T) {
+	cluster.InstallIstioCRD(t)
+	ns := cluster.Namespace(t, nil)
+	operatortest.Start(t, ns)
+	t.Cleanup(func() { operatortest.WaitUninstalled(t, installTimeout) })
+	operatortest.CreateIstio(t, ns, "default", v1alpha2.IstioSpec{})
+	t.Cleanup(func() { operatortest.DeleteIstio(t, installTimeout, ns, "default") })
+	operatortest.WaitForState(t, installTimeout, ns, "default", v1alpha2.StateReady,
+		v1alpha2.ConditionIngressTargetingUserResourceFound, metav1.ConditionFalse, v1alpha2.ReasonIngressNoUserResourceFound)
+
+	istio, err := istioclientset.NewForConfig(cluster.Current().Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	filters := istio.NetworkingV1alpha3().EnvoyFilters(istioclient.Namespace)
+	create := func(name string, selector map[string]string) *networkingv1alpha3.EnvoyFilter {
+		t.Helper()
+		f, err := filters.Create(t.Context(), &networkingv1alpha3.EnvoyFilter{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: istioclient.Namespace},
+			Spec:       networkingapi.EnvoyFilter{WorkloadSelector: &networkingapi.WorkloadSelector{Labels: selector}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	targeting := create("gateway-tweak", map[string]string{"istio": "ingressgateway"})
+	create("istiod-tweak", map[string]string{"app": "istiod"})
+	t.Cleanup(func() {
+		for _, name := range []string{"gateway-tweak", "istiod-tweak"} {
+			if err := filters.Delete(context.Background(), name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				t.Error(err)
+			}
+		}
+	})
+
+	i := operatortest.WaitForState(t, 30*time.Second, ns, "default", v1alpha2.StateWarning,
+		v1alpha2.ConditionIngressTargetingUserResourceFound, metav1.ConditionTrue, v1alpha2.ReasonIngressTargetingUserResource)
+	c := meta.FindStatusCondition(i.Status.Conditions, v1alpha2.ConditionIngressTargetingUserResourceFound)
+	if !strings.Contains(c.Message, "istio-system/gateway-tweak") || strings.Contains(c.Message, "istiod-tweak") {
+		t.Errorf("condition message %q: want the gateway's filter named, and only it", c.Message)
+	}
+	if ready := meta.FindStatusCondition(i.Status.Conditions, v1alpha2.ConditionReady); ready.Status != metav1.ConditionFalse ||
+		!strings.Contains(ready.Message, "gateway-tweak") {
+		t.Errorf("Ready is %+v, want False naming the filter", ready)
+	}
+	cluster.WaitFor(t, 10*time.Second, "an Event naming the filter", func(context.Context) (bool, error) {
+		return operatortest.HasEventWith(t, ns, "default", v1alpha2.ReasonIngressTargetingUserResource, "gateway-tweak"), nil
+	})
+	if got, err := filters.Get(t.Context(), "gateway-tweak", metav1.GetOptions{}); err != nil || got.ResourceVersion != targeting.ResourceVersion {
+		t.Errorf("the user's EnvoyFilter was changed or deleted: %v", err)
+	}
+
+	if err := filters.Delete(t.Context(), "gateway-tweak", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	operatortest.WaitForState(t, 30*time.Second, ns, "default", v1alpha2.StateReady,
+		v1alpha2.ConditionIngressTargetingUserResourceFound, metav1.ConditionFalse, v1alpha2.ReasonIngressNoUserResourceFound)
+	// The filter for istiod is a user resource too: remove it, or the
+	// default deletion strategy (Blocking) keeps Istio installed.
+	if err := filters.Delete(t.Context(), "istiod-tweak", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }
 

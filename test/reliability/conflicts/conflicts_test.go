@@ -182,6 +182,12 @@ func TestConcurrentEditsLoseNothing(t *testing.T) {
 				t.Errorf("%s is %+v, want True (%s) at generation %d", want.typ, c, want.reason, istio.Generation)
 			}
 		}
+		// The one condition whose healthy status is False.
+		c := meta.FindStatusCondition(istio.Status.Conditions, v1alpha2.ConditionIngressTargetingUserResourceFound)
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != v1alpha2.ReasonIngressNoUserResourceFound || c.ObservedGeneration != istio.Generation {
+			t.Errorf("%s is %+v, want False (%s) at generation %d", v1alpha2.ConditionIngressTargetingUserResourceFound, c,
+				v1alpha2.ReasonIngressNoUserResourceFound, istio.Generation)
+		}
 		if istio.Status.ObservedGeneration != istio.Generation || istio.Status.InstalledVersion != istioclient.Version {
 			t.Errorf("status observed generation %d of %d, installed version %q", istio.Status.ObservedGeneration, istio.Generation, istio.Status.InstalledVersion)
 		}
