@@ -100,6 +100,23 @@ type Plan struct {
 	// installer, which list the cluster's webhooks and services, are only
 	// needed when a revision is installed.
 	SameRevision bool
+	// TagWebhookMissing is set when the default revision tag's webhook,
+	// which is not part of the charts, is not in the cluster: the apply
+	// creates it, also in a repair.
+	TagWebhookMissing bool
+}
+
+// TagWebhookName is the default revision tag's MutatingWebhookConfiguration,
+// which Istio's installer creates outside the charts.
+const TagWebhookName = "istio-revision-tag-default"
+
+var mutatingWebhookGVK = schema.GroupVersionKind{Group: "admissionregistration.k8s.io", Version: "v1", Kind: "MutatingWebhookConfiguration"}
+
+// tagWebhookExpected reports whether Istio's installer would create the
+// default revision tag's webhook for this rendering: for the default
+// revision, unless Istio is told to manage its webhooks itself.
+func tagWebhookExpected(r *Rendered) bool {
+	return r.Merged.GetPathString("spec.values.revision") == "" && !r.Merged.GetPathBool("spec.values.global.operatorManageWebhooks")
 }
 
 // Change is one object to apply and why.
@@ -109,7 +126,7 @@ type Change struct {
 }
 
 // Empty reports whether the cluster already matches.
-func (p *Plan) Empty() bool { return len(p.Apply) == 0 && len(p.Prune) == 0 }
+func (p *Plan) Empty() bool { return len(p.Apply) == 0 && len(p.Prune) == 0 && !p.TagWebhookMissing }
 
 // Summary describes the plan in one sentence for logs and Events.
 func (p *Plan) Summary() string {
@@ -127,6 +144,9 @@ func (p *Plan) Summary() string {
 	}
 	if len(p.Prune) > 0 {
 		s += fmt.Sprintf("; prune %d objects no longer rendered", len(p.Prune))
+	}
+	if p.TagWebhookMissing {
+		s += "; create MutatingWebhookConfiguration " + TagWebhookName + " (missing)"
 	}
 	return s
 }
@@ -206,6 +226,9 @@ func MakePlan(r *Rendered, live LiveObjects) *Plan {
 				p.Apply = append(p.Apply, Change{o, d})
 			}
 		}
+	}
+	if tagWebhookExpected(r) && live.Get(mutatingWebhookGVK, "", TagWebhookName) == nil {
+		p.TagWebhookMissing = true
 	}
 	for _, gvk := range append(uninstall.PrunedResourcesSchemas(), NetworkPolicyGVK) {
 		for _, cur := range live.Owned(gvk) {
@@ -327,10 +350,13 @@ func (i *Installer) Apply(ctx context.Context, r *Rendered, p *Plan) error {
 		return err
 	}
 
-	if i.Istio != nil && !p.SameRevision {
-		// The default revision tag webhook is created on install and
-		// upgrade, outside the charts (as Istio's installer does).
-		hooks, err := webhook.WebhooksToDeploy(r.Merged, i.Istio, ownerLabels("", r.Version), false)
+	if i.Istio != nil && (!p.SameRevision || p.TagWebhookMissing) {
+		// The default revision tag webhook is created outside the charts
+		// (as Istio's installer does): on install and upgrade, and when it
+		// is missing. It carries the pilot component's labels, so that the
+		// operator's cache sees it: a repair recreates it, an uninstall
+		// deletes it.
+		hooks, err := webhook.WebhooksToDeploy(r.Merged, i.Istio, ownerLabels(component.PilotComponentName, r.Version), false)
 		if err != nil {
 			return fmt.Errorf("generating the revision tag webhook: %w", err)
 		}

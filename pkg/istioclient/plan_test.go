@@ -36,12 +36,17 @@ func (f fakeLive) put(u *unstructured.Unstructured) {
 	f[liveKey(u.GroupVersionKind(), u.GetNamespace(), u.GetName())] = u
 }
 
-// installed is a live state exactly as the rendering would leave it.
+// installed is a live state exactly as an apply of the rendering would
+// leave it: its objects and the default revision tag's webhook.
 func installed(r *Rendered) fakeLive {
 	live := fakeLive{}
 	for _, o := range r.Desired() {
 		live.put(o.Unstructured.DeepCopy())
 	}
+	tag := &unstructured.Unstructured{}
+	tag.SetGroupVersionKind(mutatingWebhookGVK)
+	tag.SetName(TagWebhookName)
+	live.put(tag)
 	return live
 }
 
@@ -78,6 +83,17 @@ func TestMakePlan(t *testing.T) {
 	if s := p.Summary(); !strings.Contains(s, "Deployment istio-system/istiod (.spec.template.spec.containers.0.image is example.com/pilot:evil") ||
 		!strings.Contains(s, "ConfigMap istio-system/istio (missing)") {
 		t.Errorf("summary %q does not name both changes", s)
+	}
+
+	// A deleted revision tag webhook is recreated, also in a repair.
+	live = installed(r)
+	delete(live, liveKey(mutatingWebhookGVK, "", TagWebhookName))
+	p = MakePlan(r, live)
+	if !p.TagWebhookMissing || p.Empty() || len(p.Apply) != 0 {
+		t.Fatalf("without the tag webhook: missing %v, empty %v, %s", p.TagWebhookMissing, p.Empty(), p.Summary())
+	}
+	if s := p.Summary(); !strings.Contains(s, "MutatingWebhookConfiguration "+TagWebhookName+" (missing)") {
+		t.Errorf("summary %q does not name the tag webhook", s)
 	}
 
 	// A component switched off: its objects are pruned, nothing else.

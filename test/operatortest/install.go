@@ -107,13 +107,18 @@ func UninstallIstio(t *testing.T) {
 	WaitUninstalled(t, 2*time.Minute)
 }
 
-// WaitUninstalled waits until istiod and the istio-system namespace are
-// gone, so that the next test starts from a cluster without Istio.
+// WaitUninstalled waits until istiod, the revision tag webhook (which
+// points at istiod and would refuse pods of injected namespaces) and the
+// istio-system namespace are gone, so that the next test starts from a
+// cluster without Istio.
 func WaitUninstalled(t *testing.T, timeout time.Duration) {
 	t.Helper()
 	kube := cluster.Current().Clientset()
 	cluster.WaitFor(t, timeout, "Istio uninstalled and istio-system deleted", func(ctx context.Context) (bool, error) {
 		if _, err := kube.AppsV1().Deployments(istioclient.Namespace).Get(ctx, "istiod", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return false, err
+		}
+		if _, err := kube.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, istioclient.TagWebhookName, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			return false, err
 		}
 		_, err := kube.CoreV1().Namespaces().Get(ctx, istioclient.Namespace, metav1.GetOptions{})

@@ -150,6 +150,26 @@ func TestConfigChangeAndDriftRepair(t *testing.T) {
 	})
 	t.Logf("deleted istiod recreated in %s", time.Since(start).Round(time.Millisecond))
 
+	// A deleted revision tag webhook (created outside the charts) comes
+	// back, with the operator's owner labels, so that uninstalling removes it.
+	hooks := kube.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	if err := hooks.Delete(t.Context(), istioclient.TagWebhookName, metav1.DeleteOptions{}); err != nil {
+		t.Fatalf("deleting the revision tag webhook: %v", err)
+	}
+	cluster.WaitFor(t, 15*time.Second, istioclient.TagWebhookName+" recreated", func(ctx context.Context) (bool, error) {
+		h, err := hooks.Get(ctx, istioclient.TagWebhookName, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if h.Labels["operator.istio.io/component"] == "" {
+			return false, fmt.Errorf("%s has no component label: %v", istioclient.TagWebhookName, h.Labels)
+		}
+		return true, nil
+	})
+
 	// An edited image is restored.
 	want := "docker.io/istio/pilot:" + istioclient.Version
 	edit := []byte(`{"spec":{"template":{"spec":{"containers":[{"name":"discovery","image":"docker.io/istio/pilot:0.0.1"}]}}}}`)
