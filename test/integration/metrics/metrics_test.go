@@ -59,15 +59,6 @@ func TestMain(m *testing.M) {
 	cluster.Main(m, cluster.Options{Nodes: 1})
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	addr, err := operatorproc.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
-
 // meshWorkloads creates Deployments, a StatefulSet and a DaemonSet in a
 // namespace of the injector stand-in while it injects the old proxy, waits
 // until their pods run it, and then lets the stand-in inject what the
@@ -251,7 +242,7 @@ func TestMetricsWithPrometheus(t *testing.T) {
 	metrics.RegisterBuildInfo(metrics.Registry(), istioclient.Version, istioclient.Version, runtime.Version())
 
 	opNS := cluster.Namespace(t, nil)
-	metricsAddr := freeAddr(t)
+	metricsAddr := operatorproc.MustFreeAddr(t)
 	operatortest.StartWith(t, opNS, operatortest.Options{
 		// Paced, so that the restarts spread over a few scrapes.
 		RestartPacing: v1alpha2.RestartPacing{RestartsPerSecond: 2},

@@ -21,6 +21,7 @@ import (
 
 	"github.com/meshkeeper/istio-operator/test/cluster"
 	"github.com/meshkeeper/istio-operator/test/metricsdoc"
+	"github.com/meshkeeper/istio-operator/test/operatorproc"
 )
 
 const (
@@ -111,7 +112,7 @@ func startPrometheus(t *testing.T, bin, target string) *prometheusServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := operatorproc.MustFreeAddr(t)
 	cmd := exec.Command(bin, "--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr)
 	cmd.Stdout, cmd.Stderr = logFile, logFile

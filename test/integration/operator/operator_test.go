@@ -44,15 +44,6 @@ func TestMain(m *testing.M) {
 	cluster.Main(m, cluster.Options{Nodes: 1})
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	addr, err := operatorproc.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
-
 // process is a running operator.
 type process struct {
 	cmd                *exec.Cmd
@@ -63,7 +54,7 @@ type process struct {
 
 func start(t *testing.T, args ...string) *process {
 	t.Helper()
-	health, metrics := freeAddr(t), freeAddr(t)
+	health, metrics := operatorproc.MustFreeAddr(t), operatorproc.MustFreeAddr(t)
 	args = append([]string{
 		"--kubeconfig", cluster.Current().Kubeconfig,
 		"--health-probe-bind-address", health,
