@@ -3,14 +3,19 @@ package istioclient
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"istio.io/istio/operator/pkg/manifest"
 	"istio.io/istio/operator/pkg/uninstall"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/klog/v2"
 )
 
 // ManagedByLabel marks objects the operator created outside the charts
@@ -61,8 +66,19 @@ func (i *Installer) Uninstall(ctx context.Context) error {
 		timeout = 150 * time.Second
 	}
 	var left []*unstructured.Unstructured
-	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
-		left = owned()
+	gone := map[types.UID]bool{}
+	lastCheck := time.Now()
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		left = slices.DeleteFunc(owned(), func(u *unstructured.Unstructured) bool { return gone[u.GetUID()] })
+		if len(left) > 0 && time.Since(lastCheck) >= slowDeletionCheck {
+			lastCheck = time.Now()
+			for _, u := range left {
+				if i.checkSlowDeletion(ctx, u) {
+					gone[u.GetUID()] = true
+				}
+			}
+			left = slices.DeleteFunc(left, func(u *unstructured.Unstructured) bool { return gone[u.GetUID()] })
+		}
 		if len(left) > 0 {
 			i.progress("waiting for %d Istio objects to be deleted", len(left))
 		}
@@ -74,11 +90,76 @@ func (i *Installer) Uninstall(ctx context.Context) error {
 			if j == 3 {
 				break
 			}
-			names = append(names, u.GetKind()+" "+objectName(u))
+			names = append(names, i.describeLeftover(ctx, u))
 		}
-		return fmt.Errorf("%d Istio objects still exist after %s, among them %s", len(left), timeout, strings.Join(names, ", "))
+		return fmt.Errorf("%d Istio objects still exist after %s, among them %s", len(left), timeout, strings.Join(names, "; "))
 	}
 	return nil
+}
+
+// slowDeletionCheck is how long an uninstall waits on the caches before it
+// asks the API server about the objects that are still there.
+const slowDeletionCheck = 15 * time.Second
+
+// deletionCheckAnnotation is set on a CRD whose instance clean-up is slow.
+const deletionCheckAnnotation = "operator.kyma-project.io/deletion-check"
+
+// checkSlowDeletion reads an object an uninstall has waited on for a while
+// from the API server, and reports whether it is gone (the cache lags).
+// A CRD still waiting for the API server's instance clean-up is annotated:
+// the clean-up controller retries a failed pass with a backoff that grows
+// to minutes, and a change to the CRD queues it again at once.
+func (i *Installer) checkSlowDeletion(ctx context.Context, u *unstructured.Unstructured) bool {
+	res, err := i.resource(u.GroupVersionKind(), u.GetNamespace())
+	if err != nil {
+		return false
+	}
+	cur, err := res.Get(ctx, u.GetName(), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) || (err == nil && cur.GetUID() != u.GetUID()) {
+		return true
+	}
+	if err != nil || cur.GetKind() != "CustomResourceDefinition" || cur.GetDeletionTimestamp() == nil {
+		return false
+	}
+	klog.FromContext(ctx).Info("Asking the API server to check a deleted CRD's instances again", "crd", describeDeletion(cur))
+	patch := fmt.Appendf(nil, `{"metadata":{"annotations":{%q:%q}}}`, deletionCheckAnnotation, time.Now().UTC().Format(time.RFC3339))
+	if _, err := res.Patch(ctx, u.GetName(), types.MergePatchType, patch, metav1.PatchOptions{}); apierrors.IsNotFound(err) {
+		return true
+	}
+	return false
+}
+
+// describeLeftover names an object an uninstall is still waiting for, with
+// what holds it, read from the API server.
+func (i *Installer) describeLeftover(ctx context.Context, u *unstructured.Unstructured) string {
+	res, err := i.resource(u.GroupVersionKind(), u.GetNamespace())
+	if err != nil {
+		return u.GetKind() + " " + objectName(u)
+	}
+	cur, err := res.Get(ctx, u.GetName(), metav1.GetOptions{})
+	if err != nil {
+		return fmt.Sprintf("%s %s (reading it: %v)", u.GetKind(), objectName(u), err)
+	}
+	return describeDeletion(cur)
+}
+
+// describeDeletion names an object with what holds its deletion: its
+// finalizers and, for a CRD, the API server's own account of its instance
+// clean-up (the Terminating condition).
+func describeDeletion(u *unstructured.Unstructured) string {
+	name := u.GetKind() + " " + objectName(u)
+	ts := u.GetDeletionTimestamp()
+	if ts == nil {
+		return name + " (not being deleted)"
+	}
+	detail := fmt.Sprintf("deleting for %s, finalizers %v", time.Since(ts.Time).Round(time.Second), u.GetFinalizers())
+	conditions, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conditions {
+		if m, _ := c.(map[string]any); m["type"] == "Terminating" {
+			detail += fmt.Sprintf(", Terminating=%v %v: %v", m["status"], m["reason"], m["message"])
+		}
+	}
+	return name + " (" + detail + ")"
 }
 
 // InstalledVersion reads the version of the installed Istio from istiod:

@@ -592,6 +592,35 @@ func (c *Cluster) Logs() string {
 	return b.String()
 }
 
+// ErrorLogs returns the last error lines (klog severity E) of each
+// component log, for a failed package's output.
+func (c *Cluster) ErrorLogs() string {
+	files, _ := filepath.Glob(filepath.Join(c.clusterDir(), "logs", "*.log"))
+	sort.Strings(files)
+	var b strings.Builder
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		var errs []string
+		for line := range strings.SplitSeq(string(data), "\n") {
+			if klogError.MatchString(line) {
+				errs = append(errs, line)
+			}
+		}
+		if len(errs) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "==> %s: last %d of %d error lines <==\n%s\n", filepath.Base(f),
+			min(len(errs), logTailLines), len(errs), strings.Join(errs[max(len(errs)-logTailLines, 0):], "\n"))
+	}
+	return b.String()
+}
+
+// klogError matches a klog line of severity E ("E1202 00:29:11.222065 ...").
+var klogError = regexp.MustCompile(`^E\d{4} \d`)
+
 func tail(path string) string {
 	f, err := os.Open(path)
 	if err != nil {

@@ -93,6 +93,11 @@ func runMain(m *testing.M, opts Options) int {
 	}
 
 	code := m.Run()
+	if code != 0 {
+		// What the control plane complained about is often why a wait
+		// timed out; the cluster and its logs are gone after Stop.
+		fmt.Fprint(os.Stderr, c.ErrorLogs())
+	}
 
 	if err := c.Stop(); err != nil {
 		fmt.Fprintf(os.Stderr, "cluster: stopping %s: %v\n", c.Name, err)
