@@ -56,6 +56,10 @@ func run(args []string) int {
 	var maxRollouts int
 	fs.IntVar(&maxRollouts, "proxy-max-concurrent-rollouts", 50,
 		"Default maximum of workloads rolling out at once for outdated sidecar proxies; 0 means unlimited. spec.proxyRestart.maxConcurrentRollouts overrides it.")
+	fs.IntVar(&o.RestartEvents.Burst, "proxy-restart-events-burst", 50,
+		"Events on restarted workloads recorded at once; beyond it, --proxy-restart-events-per-second. 0 records one on every restarted workload.")
+	fs.Float64Var(&o.RestartEvents.PerSecond, "proxy-restart-events-per-second", 2,
+		"Rate of Events on restarted workloads once the burst is spent. Every restart is also recorded in the workload's pod-template annotations.")
 	fs.StringVar(&logOpts.Level, "log-level", "info", "Log level: debug, info, warn, error, or a verbosity 0-10.")
 	fs.StringVar(&logOpts.Format, "log-format", logging.FormatJSON, "Log format: json or console.")
 	fs.BoolVar(&showVersion, "version", false, "Print the version and exit.")
@@ -66,8 +70,8 @@ func run(args []string) int {
 		return 2
 	}
 	o.QPS = float32(qps)
-	if maxRollouts < 0 || o.RestartPacing.RestartsPerSecond < 0 {
-		fmt.Fprintln(os.Stderr, "--proxy-restarts-per-second and --proxy-max-concurrent-rollouts must not be negative")
+	if maxRollouts < 0 || o.RestartPacing.RestartsPerSecond < 0 || o.RestartEvents.Burst < 0 || o.RestartEvents.PerSecond < 0 {
+		fmt.Fprintln(os.Stderr, "--proxy-restarts-per-second, --proxy-max-concurrent-rollouts, --proxy-restart-events-burst and --proxy-restart-events-per-second must not be negative")
 		return 2
 	}
 	o.RestartPacing.MaxConcurrentRollouts = int32(min(maxRollouts, math.MaxInt32))

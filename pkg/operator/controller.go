@@ -47,9 +47,18 @@ type Deps struct {
 	// RestartPacing is the operator-wide default pacing of sidecar proxy
 	// restarts; an Istio resource's spec.proxyRestart overrides it.
 	RestartPacing v1alpha2.RestartPacing
+	// RestartEvents bounds the Events recorded on restarted workloads.
+	RestartEvents EventBudget
 
 	broadcaster record.EventBroadcaster
 	dynamic     []dynamicinformer.DynamicSharedInformerFactory
+}
+
+// EventBudget is a token bucket for Events of one kind: Burst at once, then
+// PerSecond. Burst 0 means no limit.
+type EventBudget struct {
+	Burst     int
+	PerSecond float64
 }
 
 // Register adds a dynamic informer factory whose informers start, and sync,

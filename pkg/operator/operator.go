@@ -73,6 +73,8 @@ type Options struct {
 
 	// RestartPacing is the default pacing of sidecar proxy restarts.
 	RestartPacing v1alpha2.RestartPacing
+	// RestartEvents bounds the Events recorded on restarted workloads.
+	RestartEvents EventBudget
 
 	Controllers []Constructor
 	Clock       clock.WithTicker
@@ -217,6 +219,7 @@ func runControllers(ctx context.Context, o Options, cfg *rest.Config, kube kuber
 		OperatorInformers: istioinformers.NewSharedInformerFactory(opClient, o.ResyncPeriod),
 		Clock:             o.Clock,
 		RestartPacing:     o.RestartPacing,
+		RestartEvents:     o.RestartEvents,
 		broadcaster:       broadcaster,
 	}
 	// The Istio informer is always there: readiness means the operator has

@@ -52,6 +52,8 @@ const (
 	AnnotationRestartedFor = "istio-operator.kyma-project.io/restarted-for"
 	// AnnotationRestartedAt is the time of the restart (Kyma's name).
 	AnnotationRestartedAt = "istio-operator.kyma-project.io/restartedAt"
+	// AnnotationRestartedReason says why: what was outdated in its pods.
+	AnnotationRestartedReason = "istio-operator.kyma-project.io/restarted-reason"
 	// AnnotationExclude, "true" on a workload or a namespace, keeps the
 	// controller from restarting it.
 	AnnotationExclude = "istio-operator.kyma-project.io/exclude-from-proxy-restart"
@@ -106,6 +108,8 @@ type Controller struct {
 	pacer    *pacer
 	target   atomic.Pointer[target]
 
+	restartEvents *restartEvents
+
 	mu           sync.Mutex
 	desired      map[types.UID]desiredAt // DesiredProxy per resource and generation
 	lastProgress map[Key]time.Time       // last condition write per resource
@@ -140,25 +144,26 @@ func New(_ context.Context, d *operator.Deps) (operator.Controller, error) {
 		}
 	}
 	c := &Controller{
-		namespace:    d.Namespace,
-		defaults:     d.RestartPacing,
-		istios:       d.OperatorInformers.Operator().V1alpha2().Istios().Lister(),
-		pods:         podInformer.GetIndexer(),
-		replicaSets:  kinf.Apps().V1().ReplicaSets().Lister(),
-		rsIndex:      rsInformer.GetIndexer(),
-		deployments:  kinf.Apps().V1().Deployments().Lister(),
-		statefulSets: kinf.Apps().V1().StatefulSets().Lister(),
-		daemonSets:   kinf.Apps().V1().DaemonSets().Lister(),
-		rcs:          kinf.Core().V1().ReplicationControllers().Lister(),
-		namespaces:   kinf.Core().V1().Namespaces().Lister(),
-		kube:         d.KubeClient,
-		status:       status.NewWriter(d.OperatorClient, Name, d.Clock),
-		recorder:     d.Recorder(Name),
-		clock:        d.Clock,
-		metrics:      metrics.NewProxyMetrics(),
-		pacer:        newPacer(),
-		desired:      map[types.UID]desiredAt{},
-		lastProgress: map[Key]time.Time{},
+		namespace:     d.Namespace,
+		defaults:      d.RestartPacing,
+		istios:        d.OperatorInformers.Operator().V1alpha2().Istios().Lister(),
+		pods:          podInformer.GetIndexer(),
+		replicaSets:   kinf.Apps().V1().ReplicaSets().Lister(),
+		rsIndex:       rsInformer.GetIndexer(),
+		deployments:   kinf.Apps().V1().Deployments().Lister(),
+		statefulSets:  kinf.Apps().V1().StatefulSets().Lister(),
+		daemonSets:    kinf.Apps().V1().DaemonSets().Lister(),
+		rcs:           kinf.Core().V1().ReplicationControllers().Lister(),
+		namespaces:    kinf.Core().V1().Namespaces().Lister(),
+		kube:          d.KubeClient,
+		status:        status.NewWriter(d.OperatorClient, Name, d.Clock),
+		recorder:      d.Recorder(Name),
+		clock:         d.Clock,
+		metrics:       metrics.NewProxyMetrics(),
+		pacer:         newPacer(),
+		restartEvents: newRestartEvents(d.RestartEvents),
+		desired:       map[types.UID]desiredAt{},
+		lastProgress:  map[Key]time.Time{},
 	}
 	c.loop = queue.New(queue.Config[Key]{Name: Name, Clock: d.Clock}, c.sync)
 

@@ -84,7 +84,8 @@ func (c *Controller) syncWorkload(ctx context.Context, k Key) (queue.Result, err
 		return queue.Result{}, nil
 	}
 
-	if err := c.markRestarted(ctx, w, t.hash); err != nil {
+	reason := outdated(stale[0], &t.proxy)
+	if err := c.markRestarted(ctx, w, t.hash, reason); err != nil {
 		if apierrors.IsConflict(err) {
 			// The cache is behind the workload, perhaps behind our own
 			// restart of it: the retry sees the newer version.
@@ -96,13 +97,32 @@ func (c *Controller) syncWorkload(ctx context.Context, k Key) (queue.Result, err
 		c.release(k)
 		return queue.Result{}, err
 	}
-	reason := outdated(stale[0], &t.proxy)
 	klog.FromContext(ctx).Info("Restarted workload for its sidecar proxy", "workload", k, "outdatedPods", len(stale), "reason", reason)
-	c.recorder.Eventf(w.obj, corev1.EventTypeNormal, "ProxySidecarRestarted",
-		"istio-operator restarted %s %s: %d of %d pods run an outdated sidecar proxy (%s); the desired proxy is %s.",
-		k.Kind, k.Name, len(stale), len(pods), reason, t.proxy.Image)
+	c.restartEvent(w, t, len(stale), len(pods), reason)
 	c.metrics.Restart(string(k.Kind), metrics.RestartIssued)
 	return queue.Result{RequeueAfter: workloadRecheck}, nil
+}
+
+// restartEvent records who restarted a workload and why, within the
+// budget of Events on restarted workloads.
+func (c *Controller) restartEvent(w *workload, t *target, stale, pods int, reason string) {
+	ok, firstOver := c.restartEvents.allow(c.clock.Now(), t.hash)
+	if ok {
+		c.recorder.Eventf(w.obj, corev1.EventTypeNormal, "ProxySidecarRestarted",
+			"istio-operator restarted %s %s: %d of %d pods run an outdated sidecar proxy (%s); the desired proxy is %s.",
+			w.key.Kind, w.key.Name, stale, pods, reason, t.proxy.Image)
+		return
+	}
+	if !firstOver {
+		return
+	}
+	if istio, err := c.istios.Istios(t.istio.Namespace).Get(t.istio.Name); err == nil {
+		b := c.restartEvents.budget
+		c.recorder.Eventf(istio, corev1.EventTypeNormal, "ProxySidecarRestartEventsLimited",
+			"More than %d workloads restarted at once: further Events on restarted workloads are limited to %g per second. "+
+				"Each restarted workload records the restart in its pod-template annotations %s and %s.",
+			b.Burst, b.PerSecond, AnnotationRestartedAt, AnnotationRestartedReason)
+	}
 }
 
 // follow watches a workload restarted for the target: a rollout until it
@@ -158,10 +178,11 @@ func (c *Controller) follow(ctx context.Context, w *workload, t *target, pods, s
 // rolls the workload, or on the workload itself for eviction kinds. The
 // patch requires the cached resourceVersion: a cache that has not seen an
 // earlier restart yet must not restart the workload a second time.
-func (c *Controller) markRestarted(ctx context.Context, w *workload, hash string) error {
+func (c *Controller) markRestarted(ctx context.Context, w *workload, hash, reason string) error {
 	ann := map[string]any{
-		AnnotationRestartedFor: hash,
-		AnnotationRestartedAt:  c.clock.Now().UTC().Format(time.RFC3339),
+		AnnotationRestartedFor:    hash,
+		AnnotationRestartedAt:     c.clock.Now().UTC().Format(time.RFC3339),
+		AnnotationRestartedReason: reason,
 	}
 	meta := map[string]any{"resourceVersion": w.obj.GetResourceVersion()}
 	patch := map[string]any{"metadata": meta}

@@ -26,7 +26,7 @@ func TestMarkRestartedRequiresCachedVersion(t *testing.T) {
 	})
 	c := &Controller{kube: kube, clock: clocktesting.NewFakePassiveClock(time.Now())}
 	w := &workload{key: Key{Kind: KindDeployment, Namespace: "ns", Name: "web"}, obj: d}
-	if err := c.markRestarted(t.Context(), w, "h1"); err != nil {
+	if err := c.markRestarted(t.Context(), w, "h1", "image proxyv2:1.30.0"); err != nil {
 		t.Fatal(err)
 	}
 	var patch struct {
@@ -49,5 +49,8 @@ func TestMarkRestartedRequiresCachedVersion(t *testing.T) {
 	}
 	if got := patch.Spec.Template.Metadata.Annotations[AnnotationRestartedFor]; got != "h1" {
 		t.Errorf("patch %s: restarted-for %q, want h1", body, got)
+	}
+	if got := patch.Spec.Template.Metadata.Annotations[AnnotationRestartedReason]; got != "image proxyv2:1.30.0" {
+		t.Errorf("patch %s: restarted-reason %q, want the reason", body, got)
 	}
 }
