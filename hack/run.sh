@@ -22,7 +22,7 @@ export KUBECONFIG
 kubectl=("${TOOLS_BIN}/kubectl" --kubeconfig "${KUBECONFIG}")
 
 echo "Installing the CRD"
-"${kubectl[@]}" apply --server-side --force-conflicts -f "${ROOT}/deploy/crds/"
+"${kubectl[@]}" apply --server-side --force-conflicts -k "${ROOT}/deploy/crds/"
 "${kubectl[@]}" wait --for=condition=Established --timeout=60s crd/istios.operator.kyma-project.io
 "${kubectl[@]}" create namespace "${NAMESPACE}" --dry-run=client -o yaml | "${kubectl[@]}" apply -f -
 
