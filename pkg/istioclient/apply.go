@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -468,7 +469,8 @@ func (i *Installer) waitReady(ctx context.Context, comp component.Name, objs []O
 	if timeout <= 0 {
 		timeout = 150 * time.Second
 	}
-	var pending []string
+	var pending, waitedFor []string
+	start := time.Now()
 	err := wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
 		pending = pending[:0]
 		for _, o := range objs {
@@ -479,6 +481,9 @@ func (i *Installer) waitReady(ctx context.Context, comp component.Name, objs []O
 		}
 		if len(pending) > 0 {
 			progress.set(comp, "waiting for "+strings.Join(pending, ", "))
+			if waitedFor == nil {
+				waitedFor = slices.Clone(pending)
+			}
 		}
 		return len(pending) == 0, nil
 	})
@@ -488,8 +493,16 @@ func (i *Installer) waitReady(ctx context.Context, comp component.Name, objs []O
 		}
 		return fmt.Errorf("not ready after %s: %s", timeout, strings.Join(pending, ", "))
 	}
+	if waited := time.Since(start); waited >= slowReady {
+		klog.FromContext(ctx).Info("Waited for Istio workloads to become ready", "component", comp,
+			"waited", waited.Round(10*time.Millisecond), "workloads", waitedFor)
+	}
 	return nil
 }
+
+// slowReady is a wait for readiness long enough to log: it explains a slow
+// install or update.
+const slowReady = time.Second
 
 // Ready reports whether a live workload is ready: a Deployment whose
 // current generation is fully rolled out and available, a DaemonSet updated

@@ -121,7 +121,17 @@ func subset(desired, live any, path string, ignore []string) string {
 			return ""
 		}
 	}
-	return fmt.Sprintf("%s is %v, want %v", path, live, desired)
+	return fmt.Sprintf("%s is %s, want %s", path, brief(live), brief(desired))
+}
+
+// brief prints a value for a drift reason, which goes into logs and
+// conditions: a short scalar as it is, anything longer by its size.
+func brief(v any) string {
+	s := fmt.Sprint(v)
+	if len(s) <= 64 && !strings.Contains(s, "\n") {
+		return s
+	}
+	return fmt.Sprintf("a %T of %d bytes", v, len(s))
 }
 
 // namedItems indexes a list of maps by their unique "name" field; ok is

@@ -345,3 +345,20 @@ func TestDriftOfRenderedObjectsReadBack(t *testing.T) {
 		}
 	}
 }
+
+// Drift reasons go into logs and conditions: long values are named by size.
+func TestBriefValues(t *testing.T) {
+	for _, tc := range []struct {
+		v    any
+		want string
+	}{
+		{"10m", "10m"},
+		{int64(3), "3"},
+		{strings.Repeat("x", 65), "a string of 65 bytes"},
+		{"{\n}", "a string of 3 bytes"},
+	} {
+		if got := brief(tc.v); got != tc.want {
+			t.Errorf("brief(%q) = %q, want %q", tc.v, got, tc.want)
+		}
+	}
+}

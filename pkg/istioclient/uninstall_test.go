@@ -67,7 +67,7 @@ func TestCheckSlowDeletion(t *testing.T) {
 
 func TestDescribeDeletion(t *testing.T) {
 	got := describeDeletion(terminatingCRD("trafficextensions.extensions.istio.io", "u1"))
-	for _, want := range []string{"CustomResourceDefinition trafficextensions.extensions.istio.io", "deleting for 1m0s",
+	for _, want := range []string{"CustomResourceDefinition trafficextensions.extensions.istio.io", "deleting for 1m",
 		"customresourcecleanup.apiextensions.k8s.io", "Terminating=True InstanceDeletionFailed: could not list instances"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("describeDeletion = %q, want it to contain %q", got, want)
