@@ -3,6 +3,7 @@ package proxysidecar
 import (
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -151,5 +152,39 @@ func TestTrimPodKeepsWhatOutdatedReads(t *testing.T) {
 	again, _ := trimPod(trimmed)
 	if outdated(again.(*corev1.Pod), &want) == "" {
 		t.Error("trimming is not idempotent")
+	}
+}
+
+// A restarted workload is stuck when a pod created after its restart still
+// gets an outdated proxy; outdated pods from before the restart are only
+// waiting to be replaced.
+func TestStuck(t *testing.T) {
+	want := desired(t, v1alpha2.IstioSpec{})
+	old := want
+	old.Image = "docker.io/istio/proxyv2:1.30.0"
+	restart := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	w := &workload{key: Key{Kind: KindDeployment, Namespace: "ns", Name: "web"},
+		template: map[string]string{AnnotationRestartedAt: restart.Format(time.RFC3339)}}
+	t1 := &target{proxy: want}
+
+	before := injectedPod(old)
+	before.CreationTimestamp = metav1.NewTime(restart.Add(-time.Minute))
+	if why := stuck(w, t1, []*corev1.Pod{before}); why != "" {
+		t.Errorf("an outdated pod from before the restart: stuck %q, want not", why)
+	}
+	after := injectedPod(old)
+	after.Name = "after"
+	after.CreationTimestamp = metav1.NewTime(restart.Add(time.Minute))
+	if why := stuck(w, t1, []*corev1.Pod{before, after}); !strings.Contains(why, "pod after, created after the restart") {
+		t.Errorf("an outdated pod from after the restart: stuck %q, want it named", why)
+	}
+	current := injectedPod(want)
+	current.CreationTimestamp = after.CreationTimestamp
+	if why := stuck(w, t1, []*corev1.Pod{current}); why != "" {
+		t.Errorf("a current pod from after the restart: stuck %q, want not", why)
+	}
+	w.rollout.Failed = "ProgressDeadlineExceeded"
+	if why := stuck(w, t1, nil); !strings.HasPrefix(why, "rollout stuck") {
+		t.Errorf("a failed rollout: stuck %q, want rollout stuck", why)
 	}
 }

@@ -154,8 +154,13 @@ type census struct {
 
 // count groups the injected pods by workload and classifies each workload.
 func (c *Controller) count(t *target) *census {
-	type group struct{ outdated, newest int }
+	type group struct{ stale []*corev1.Pod }
+	type owner struct {
+		key Key
+		ok  bool
+	}
 	groups := map[Key]*group{}
+	byReplicaSet := map[types.UID]owner{} // the pods of one ReplicaSet share a workload
 	n := &census{}
 	objs, _ := c.pods.ByIndex(injectedIndex, "true")
 	for _, o := range objs {
@@ -163,7 +168,18 @@ func (c *Controller) count(t *target) *census {
 		if !live(pod) {
 			continue
 		}
-		k, ok := workloadOf(pod, c.replicaSets)
+		var k Key
+		var ok bool
+		if ref := metav1.GetControllerOfNoCopy(pod); ref != nil && ref.Kind == string(KindReplicaSet) {
+			w, seen := byReplicaSet[ref.UID]
+			if !seen {
+				w.key, w.ok = workloadOf(pod, c.replicaSets)
+				byReplicaSet[ref.UID] = w
+			}
+			k, ok = w.key, w.ok
+		} else {
+			k, ok = workloadOf(pod, c.replicaSets)
+		}
 		stale := outdated(pod, &t.proxy) != ""
 		if stale {
 			n.outdatedPods++
@@ -180,14 +196,14 @@ func (c *Controller) count(t *target) *census {
 			groups[k] = g
 		}
 		if stale {
-			g.outdated++
+			g.stale = append(g.stale, pod)
 		}
 	}
 
 	for k, g := range groups {
 		w, err := c.getWorkload(k)
 		if err != nil || w == nil {
-			if g.outdated > 0 {
+			if len(g.stale) > 0 {
 				n.waiting = append(n.waiting, k) // the cache lags; its own sync resolves it
 			}
 			continue
@@ -199,16 +215,17 @@ func (c *Controller) count(t *target) *census {
 			continue
 		}
 		if c.excluded(w) {
-			if g.outdated > 0 {
+			if len(g.stale) > 0 {
 				n.excluded++
 			}
 			continue
 		}
 		if w.restartedFor() == t.hash {
-			switch why := c.progress(w, t); {
+			// Only outdated pods can show that the restart did not help.
+			switch why := stuck(w, t, g.stale); {
 			case why != "":
 				n.blocked = append(n.blocked, fmt.Sprintf("%s/%s (%s)", k.Namespace, k.Name, why))
-			case g.outdated == 0 && (w.byEviction || w.rollout.Done):
+			case len(g.stale) == 0 && (w.byEviction || w.rollout.Done):
 				n.restarted++
 				if c.pacer.waiting(k) {
 					n.toStart = append(n.toStart, k) // its sync frees the slot
@@ -219,7 +236,7 @@ func (c *Controller) count(t *target) *census {
 			}
 			continue
 		}
-		if g.outdated == 0 {
+		if len(g.stale) == 0 {
 			continue
 		}
 		if why := blockedBefore(w); why != "" {
@@ -244,6 +261,11 @@ func (c *Controller) count(t *target) *census {
 // "": its rollout is stuck, or pods created after its restart still get an
 // outdated proxy (then restarting again would not help).
 func (c *Controller) progress(w *workload, t *target) string {
+	return stuck(w, t, c.podsOf(w.key))
+}
+
+// stuck is progress over the given pods of the workload.
+func stuck(w *workload, t *target, pods []*corev1.Pod) string {
 	if w.rollout.Failed != "" && !w.byEviction {
 		return "rollout stuck: " + w.rollout.Failed
 	}
@@ -251,7 +273,7 @@ func (c *Controller) progress(w *workload, t *target) string {
 	if since.IsZero() {
 		return ""
 	}
-	for _, pod := range c.podsOf(w.key) {
+	for _, pod := range pods {
 		if !live(pod) || pod.CreationTimestamp.Time.Before(since) {
 			continue
 		}
