@@ -505,8 +505,14 @@ func (i *Installer) waitReady(ctx context.Context, comp component.Name, objs []O
 const slowReady = time.Second
 
 // Ready reports whether a live workload is ready: a Deployment whose
-// current generation is fully rolled out and available, a DaemonSet updated
-// and ready on every node, an Established CRD.
+// current generation is rolled out (no pod of an older template left) and
+// serving (a replica available), a DaemonSet updated and ready on every
+// node, an Established CRD.
+//
+// A Deployment scaling up is ready: the HorizontalPodAutoscalers of istiod
+// and the gateway add replicas whenever they like, and a replica the
+// cluster is slow to start, or has no room for, must not hold up an install
+// or a configuration change (and with it every sidecar restart).
 func Ready(u *unstructured.Unstructured) bool {
 	gen := u.GetGeneration()
 	observed, _, _ := unstructured.NestedInt64(u.Object, "status", "observedGeneration")
@@ -519,7 +525,7 @@ func Ready(u *unstructured.Unstructured) bool {
 		updated, _, _ := unstructured.NestedInt64(u.Object, "status", "updatedReplicas")
 		available, _, _ := unstructured.NestedInt64(u.Object, "status", "availableReplicas")
 		total, _, _ := unstructured.NestedInt64(u.Object, "status", "replicas")
-		return observed >= gen && updated >= replicas && available >= replicas && total == updated
+		return observed >= gen && total == updated && available >= min(replicas, 1)
 	case "DaemonSet":
 		desired, _, _ := unstructured.NestedInt64(u.Object, "status", "desiredNumberScheduled")
 		updated, _, _ := unstructured.NestedInt64(u.Object, "status", "updatedNumberScheduled")
