@@ -82,7 +82,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.Settle, "settle", 5*time.Second, "How long to keep watching after a wave has converged, to catch late or repeated patches.")
 	fs.DurationVar(&o.InstallTimeout, "install-timeout", 5*time.Minute, "Limit of the Istio installation.")
 	fs.DurationVar(&o.SetupTimeout, "setup-timeout", 15*time.Minute, "Limit of creating the workloads until all their pods run.")
-	fs.DurationVar(&o.CPUProfile, "cpu-profile", 0, "Record the operator's CPU profile for this long from the start of the unpaced wave, into .cache/bench/<size>-unpaced-cpu.pprof (0: off).")
+	fs.DurationVar(&o.CPUProfile, "cpu-profile", 0, "Record the operator's CPU profile for this long from the start of the unpaced wave, into .cache/bench/<size>-unpaced-cpu.pprof, and its heap profile after the wave's last patch into <size>-unpaced-heap.pprof (0: off).")
 	fs.DurationVar(&o.WaveTimeout, "wave-timeout", 20*time.Minute, "Limit of one restart wave, from the change to every pod current (3000 pods take about 8 minutes on 2 cores).")
 	if err := fs.Parse(args); err != nil {
 		return o, err

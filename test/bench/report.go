@@ -134,9 +134,18 @@ type waveResult struct {
 	Requests            operatorproc.RequestCounts `json:"apiRequests"`
 	RequestsPerWorkload float64                    `json:"apiRequestsPerWorkload"`
 	CPUSeconds          float64                    `json:"cpuSeconds"`
-	PeakRSSBytes        int64                      `json:"peakRSSBytes"`
-	PeakHeapInuseBytes  int64                      `json:"peakHeapInuseBytes"`
-	Reconcile           []reconcileSummary         `json:"reconcileDurations,omitempty"`
+	// PatchPhase* are the same figures from the change to the last
+	// restart patch: the operator's own work, before it only follows the
+	// rollouts the cluster carries out.
+	PatchPhaseRequests   float64 `json:"patchPhaseApiRequests"`
+	PatchPhaseCPUSeconds float64 `json:"patchPhaseCpuSeconds"`
+	PeakRSSBytes         int64   `json:"peakRSSBytes"`
+	PeakHeapInuseBytes   int64   `json:"peakHeapInuseBytes"`
+	// PeakAnonRSSBytes and PeakFileRSSBytes are sampled every 2 s: the
+	// resident anonymous memory, and the resident pages of the binary.
+	PeakAnonRSSBytes int64              `json:"peakAnonRSSBytes"`
+	PeakFileRSSBytes int64              `json:"peakFileRSSBytes"`
+	Reconcile        []reconcileSummary `json:"reconcileDurations,omitempty"`
 }
 
 // fill computes the patch figures from the restarts seen since start.
@@ -345,6 +354,10 @@ func (r *results) evaluate(o options) {
 			info(label+": operator peak RSS", fmt.Sprintf("%.0f MiB", mib(w.PeakRSSBytes)))
 		}
 		info(label+": operator peak heap in use", fmt.Sprintf("%.0f MiB", mib(w.PeakHeapInuseBytes)))
+		info(label+": operator peak resident memory, anonymous / file-backed (sampled every 2 s)",
+			fmt.Sprintf("%.0f MiB / %.0f MiB", mib(w.PeakAnonRSSBytes), mib(w.PeakFileRSSBytes)))
+		info(label+": until the last restart patch: API requests, operator CPU time",
+			fmt.Sprintf("%.0f, %.2f s", w.PatchPhaseRequests, w.PatchPhaseCPUSeconds))
 	}
 	wave(r.Unpaced, "Unpaced", false)
 	wave(r.Paced, "Paced", true)

@@ -546,9 +546,25 @@ func (s *scenario) wave(ctx context.Context, name string, patch []byte, cpu stri
 	if err := s.wl.waitRestarts(ctx, start, s.opts.WaveTimeout, s.op.Alive); err != nil {
 		return missed(err)
 	}
+	var patched snapshot
+	if err := s.snapshot(ctx, &patched); err != nil {
+		stopSampling()
+		return nil, err
+	}
+	w.PatchPhaseRequests = patched.Requests.Minus(before.Requests).Total
+	w.PatchPhaseCPUSeconds = patched.CPUSeconds - before.CPUSeconds
 	sum := workload.Summarize(s.wl.restartsSince(start))
 	progress("%s wave: every Deployment patched %.1fs after the change (first after %.1fs)", name,
 		sum.Last.Sub(start).Seconds(), sum.First.Sub(start).Seconds())
+	if rate == 0 && s.opts.CPUProfile > 0 {
+		// The pods of a whole wave are in the caches now: near the peak.
+		path := filepath.Join(s.root, ".cache", "bench", fmt.Sprintf("%d-%s-heap.pprof", s.opts.Workloads, name))
+		if err := s.op.HeapProfile(ctx, path); err != nil {
+			progress("WARNING: %v", err)
+		} else {
+			progress("%s wave: the operator's heap profile after the last patch is in %s", name, path)
+		}
+	}
 	allCurrent, err := s.wl.waitPods(ctx, "every pod running the proxy with CPU request "+cpu+" and no old pod left", cpu,
 		s.opts.WaveTimeout-time.Since(start), s.op.Alive)
 	if !allCurrent.IsZero() {
@@ -581,6 +597,7 @@ func (s *scenario) wave(ctx context.Context, name string, patch []byte, cpu stri
 	w.CPUSeconds = after.CPUSeconds - before.CPUSeconds
 	w.PeakRSSBytes = after.PeakRSSBytes
 	w.PeakHeapInuseBytes = max(heap.peak(), after.HeapInuseBytes)
+	w.PeakAnonRSSBytes, w.PeakFileRSSBytes = heap.peakRSS()
 	w.Reconcile = reconcileQuantiles(after.metrics, before.metrics)
 	progress("%s wave: %d Deployments patched (%d more than once), %.0f API requests (%.2f per workload), %.2f CPU s, peak RSS %.0f MiB",
 		name, w.Patched, w.PatchedMoreThanOnce, w.Requests.Total, w.RequestsPerWorkload, w.CPUSeconds, mib(w.PeakRSSBytes))
@@ -623,9 +640,13 @@ func (s *scenario) idle(ctx context.Context) error {
 
 // heapSampler keeps the largest heap the operator reported during a wave;
 // the heap shrinks again after a wave, so one scrape at the end misses it.
+// heapSampler records the peaks of the operator's heap in use and of its
+// anonymous and file-backed resident memory.
 type heapSampler struct {
-	mu  sync.Mutex
-	max int64
+	mu   sync.Mutex
+	max  int64
+	anon int64
+	file int64
 }
 
 func (h *heapSampler) start(ctx context.Context, op *operatorproc.Process) (stop func()) {
@@ -647,6 +668,11 @@ func (h *heapSampler) start(ctx context.Context, op *operatorproc.Process) (stop
 				h.max = max(h.max, int64(m.Sum("go_memstats_heap_inuse_bytes", nil)))
 				h.mu.Unlock()
 			}
+			if u, err := operatorproc.ReadUsage(op.PID()); err == nil {
+				h.mu.Lock()
+				h.anon, h.file = max(h.anon, u.AnonRSSBytes), max(h.file, u.FileRSSBytes)
+				h.mu.Unlock()
+			}
 		}
 	}()
 	return func() { cancel(); <-done }
@@ -656,6 +682,13 @@ func (h *heapSampler) peak() int64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.max
+}
+
+// peakRSS returns the peaks of anonymous and of file-backed resident memory.
+func (h *heapSampler) peakRSS() (anon, file int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.anon, h.file
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -188,12 +188,25 @@ func (rc RequestCounts) Writes() float64 {
 // CPUProfile records the operator's CPU for the given time into path. The
 // operator must run with --enable-profiling.
 func (p *Process) CPUProfile(ctx context.Context, d time.Duration, path string) error {
-	url := strings.TrimSuffix(p.metricsURL, "/metrics") + fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(d.Seconds()))
+	return p.saveProfile(ctx, fmt.Sprintf("profile?seconds=%d", int(d.Seconds())), d, path)
+}
+
+// HeapProfile saves the operator's heap profile (live objects at the last
+// GC, and allocations since the start) into path. The operator must run
+// with --enable-profiling.
+func (p *Process) HeapProfile(ctx context.Context, path string) error {
+	return p.saveProfile(ctx, "heap?gc=1", 0, path)
+}
+
+// saveProfile saves one of Go's /debug/pprof profiles, which takes d to
+// record, into path.
+func (p *Process) saveProfile(ctx context.Context, profile string, d time.Duration, path string) error {
+	url := strings.TrimSuffix(p.metricsURL, "/metrics") + "/debug/pprof/" + profile
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
-	// The profile takes d; the process's client gives up after 10 s.
+	// The process's own client gives up after 10 s.
 	resp, err := (&http.Client{Timeout: d + 30*time.Second}).Do(req)
 	if err != nil {
 		return fmt.Errorf("profiling the operator: %w", err)

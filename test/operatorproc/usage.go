@@ -20,6 +20,12 @@ type Usage struct {
 	// since the process started or since ResetPeakRSS.
 	RSSBytes     int64
 	PeakRSSBytes int64
+	// AnonRSSBytes is the resident anonymous memory (heap, stacks);
+	// FileRSSBytes the resident pages of files, mostly the binary's own.
+	// The kernel may map a binary's text in 2 MiB pages (FilePmdMapped in
+	// /proc/<pid>/smaps), so that all of it counts as resident.
+	AnonRSSBytes int64
+	FileRSSBytes int64
 }
 
 // ReadUsage reads /proc/<pid>/stat and /proc/<pid>/status.
@@ -64,6 +70,10 @@ func ReadUsage(pid int) (Usage, error) {
 			dst = &u.RSSBytes
 		case "VmHWM":
 			dst = &u.PeakRSSBytes
+		case "RssAnon":
+			dst = &u.AnonRSSBytes
+		case "RssFile":
+			dst = &u.FileRSSBytes
 		default:
 			continue
 		}
