@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
 	operatorv1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
@@ -44,6 +45,8 @@ const (
 	// conditionTimeout bounds waits for a status condition once the work it
 	// reports on is done.
 	conditionTimeout = 2 * time.Minute
+	// settleTimeout bounds the wait for the cluster to settle before a wave.
+	settleTimeout = 3 * time.Minute
 )
 
 // scenario is one benchmark run: the cluster, the operator and what it has
@@ -405,6 +408,39 @@ func (s *scenario) setupWorkloads(ctx context.Context, inj *injector.Server) err
 	return nil
 }
 
+// waitSettled waits until every Deployment in the cluster has its status
+// caught up with its spec: observed, and every replica (as many as the
+// HorizontalPodAutoscalers asked for) available. Creating the workloads
+// leaves kube-controller-manager behind (istiod's second replica, the
+// Deployments' status); a wave started then would measure the cluster
+// catching up, and the operator rightly leaves alone a Deployment whose
+// status says it is still rolling.
+func (s *scenario) waitSettled(ctx context.Context) error {
+	start := time.Now()
+	var pending []string
+	err := poll(ctx, settleTimeout, time.Second, "every Deployment's status caught up", func(ctx context.Context) (bool, error) {
+		list, err := s.cs.AppsV1().Deployments("").List(ctx, metav1.ListOptions{ResourceVersion: "0"})
+		if err != nil {
+			return false, nil // retried: a busy API server may time out
+		}
+		pending = pending[:0]
+		for _, d := range list.Items {
+			want := ptr.Deref(d.Spec.Replicas, 1)
+			if st := d.Status; st.ObservedGeneration < d.Generation || st.AvailableReplicas < want || st.Replicas != want {
+				pending = append(pending, fmt.Sprintf("%s/%s %d/%d", d.Namespace, d.Name, st.AvailableReplicas, want))
+			}
+		}
+		return len(pending) == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("%w (still pending: %d, among them %v)", err, len(pending), pending[:min(len(pending), 5)])
+	}
+	if d := time.Since(start); d > time.Second {
+		progress("every Deployment's status caught up after %.1fs", d.Seconds())
+	}
+	return nil
+}
+
 // waitSteady waits until the operator reports that every workload runs the
 // desired proxy, which for fresh workloads needs no restart. It returns
 // false, with a note in the results, when the operator does not get there:
@@ -503,6 +539,9 @@ func (s *scenario) snapshot(ctx context.Context, into *snapshot) error {
 // proxy, when the operator reports success, and what it cost. An operator
 // that misses a wait is reported in the result's Failure, not as an error.
 func (s *scenario) wave(ctx context.Context, name string, patch []byte, cpu string, rate float64) (*waveResult, error) {
+	if err := s.waitSettled(ctx); err != nil {
+		return nil, err
+	}
 	progress("%s wave: changing the sidecar CPU request to %s", name, cpu)
 	var before snapshot
 	if err := s.snapshot(ctx, &before); err != nil {
