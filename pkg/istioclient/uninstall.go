@@ -90,7 +90,7 @@ func (i *Installer) Uninstall(ctx context.Context) error {
 			if j == 3 {
 				break
 			}
-			names = append(names, i.describeLeftover(ctx, u))
+			names = append(names, describeDeletion(u))
 		}
 		return fmt.Errorf("%d Istio objects still exist after %s, among them %s", len(left), timeout, strings.Join(names, "; "))
 	}
@@ -98,49 +98,40 @@ func (i *Installer) Uninstall(ctx context.Context) error {
 }
 
 // slowDeletionCheck is how long an uninstall waits on the caches before it
-// asks the API server about the objects that are still there.
+// checks the CRDs still there with the API server.
 const slowDeletionCheck = 15 * time.Second
 
-// deletionCheckAnnotation is set on a CRD whose instance clean-up is slow.
+// deletionCheckAnnotation is set on a CRD whose deletion is slow.
 const deletionCheckAnnotation = "operator.kyma-project.io/deletion-check"
 
-// checkSlowDeletion reads an object an uninstall has waited on for a while
-// from the API server, and reports whether it is gone (the cache lags).
-// A CRD still waiting for the API server's instance clean-up is annotated:
-// the clean-up controller retries a failed pass with a backoff that grows
-// to minutes, and a change to the CRD queues it again at once.
+// checkSlowDeletion annotates a CRD the uninstall has waited on for a
+// while, and reports whether it is gone (the cache lags). The API server's
+// instance clean-up, which must finish before a CRD goes, is a controller
+// that retries a failed pass with a backoff growing to minutes, and that
+// drops a pass whose status write conflicts until the CRD changes again; a
+// change to the CRD queues it again at once. Other kinds have no such
+// step and are left to the garbage collector.
 func (i *Installer) checkSlowDeletion(ctx context.Context, u *unstructured.Unstructured) bool {
-	res, err := i.resource(u.GroupVersionKind(), u.GetNamespace())
+	if u.GetKind() != "CustomResourceDefinition" {
+		return false
+	}
+	res, err := i.resource(u.GroupVersionKind(), "")
 	if err != nil {
 		return false
 	}
-	cur, err := res.Get(ctx, u.GetName(), metav1.GetOptions{})
-	if apierrors.IsNotFound(err) || (err == nil && cur.GetUID() != u.GetUID()) {
-		return true
-	}
-	if err != nil || cur.GetKind() != "CustomResourceDefinition" || cur.GetDeletionTimestamp() == nil {
-		return false
-	}
-	klog.FromContext(ctx).Info("Asking the API server to check a deleted CRD's instances again", "crd", describeDeletion(cur))
 	patch := fmt.Appendf(nil, `{"metadata":{"annotations":{%q:%q}}}`, deletionCheckAnnotation, time.Now().UTC().Format(time.RFC3339))
-	if _, err := res.Patch(ctx, u.GetName(), types.MergePatchType, patch, metav1.PatchOptions{}); apierrors.IsNotFound(err) {
+	cur, err := res.Patch(ctx, u.GetName(), types.MergePatchType, patch, metav1.PatchOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
 		return true
+	case err != nil:
+		klog.FromContext(ctx).Info("Checking a deleted CRD failed", "crd", u.GetName(), "err", err.Error())
+		return false
+	case cur.GetUID() != u.GetUID():
+		return true // deleted and created again, by someone else
 	}
+	klog.FromContext(ctx).Info("Asked the API server to check a deleted CRD's instances again", "crd", describeDeletion(cur))
 	return false
-}
-
-// describeLeftover names an object an uninstall is still waiting for, with
-// what holds it, read from the API server.
-func (i *Installer) describeLeftover(ctx context.Context, u *unstructured.Unstructured) string {
-	res, err := i.resource(u.GroupVersionKind(), u.GetNamespace())
-	if err != nil {
-		return u.GetKind() + " " + objectName(u)
-	}
-	cur, err := res.Get(ctx, u.GetName(), metav1.GetOptions{})
-	if err != nil {
-		return fmt.Sprintf("%s %s (reading it: %v)", u.GetKind(), objectName(u), err)
-	}
-	return describeDeletion(cur)
 }
 
 // describeDeletion names an object with what holds its deletion: its

@@ -63,6 +63,17 @@ func TestCheckSlowDeletion(t *testing.T) {
 	if gone := i.checkSlowDeletion(t.Context(), terminatingCRD("trafficextensions.extensions.istio.io", "old-uid")); !gone {
 		t.Error("a CRD recreated under the same name does not count as the old one gone")
 	}
+	cm := &unstructured.Unstructured{}
+	cm.SetAPIVersion("v1")
+	cm.SetKind("ConfigMap")
+	cm.SetNamespace(Namespace)
+	cm.SetName("istio")
+	if gone := i.checkSlowDeletion(t.Context(), cm); gone {
+		t.Error("a ConfigMap, which the check leaves to the garbage collector, counts as gone")
+	}
+	if n := len(client.Actions()); n != 4 {
+		t.Errorf("%d requests, want 4 (the test's own GET, one patch per CRD check, none for the ConfigMap): %v", n, client.Actions())
+	}
 }
 
 func TestDescribeDeletion(t *testing.T) {
