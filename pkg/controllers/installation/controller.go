@@ -50,6 +50,9 @@ const (
 	BlockedInterval = time.Minute
 	// ProgressInterval bounds how often install progress is written.
 	ProgressInterval = time.Second
+	// TerminatingNamespaceInterval re-checks an install waiting for the
+	// previous installation's istio-system to be gone.
+	TerminatingNamespaceInterval = 2 * time.Second
 )
 
 // Controller is the installation controller.

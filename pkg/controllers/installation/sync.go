@@ -63,6 +63,12 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (queue.Resu
 	return c.reconcile(ctx, istio)
 }
 
+// namespaceTerminating reports whether Istio's namespace is being deleted.
+func (c *Controller) namespaceTerminating() bool {
+	ns := c.live.Get(namespaceGVK, "", istioclient.Namespace)
+	return ns != nil && ns.GetDeletionTimestamp() != nil
+}
+
 // oldest is the served resource: the oldest in the operator's namespace.
 func (c *Controller) oldest() *v1alpha2.Istio {
 	all, err := c.istios.Istios(c.namespace).List(everything)
@@ -122,6 +128,13 @@ func (c *Controller) reconcile(ctx context.Context, istio *v1alpha2.Istio) (queu
 	}
 
 	plan := istioclient.MakePlan(r, c.live)
+	if !plan.Empty() && c.namespaceTerminating() {
+		// The previous installation's uninstall is still removing it;
+		// nothing can be created in it until it is gone.
+		_, err := c.progress(ctx, istio, fmt.Sprintf("Waiting for namespace %s, still being deleted, to be gone before installing Istio %s.",
+			istioclient.Namespace, istioclient.Version))
+		return queue.Result{RequeueAfter: TerminatingNamespaceInterval}, err
+	}
 	if !plan.Empty() {
 		action := c.action(found, installed, target, r.Hash)
 		plan.SameRevision = action == actionUpdate || action == actionRepair

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -203,4 +204,53 @@ func TestConfigChangeAndDriftRepair(t *testing.T) {
 	if got := operatortest.NewWrites(t, writes); len(got) != 0 {
 		t.Errorf("writes after an istiod-style CA bundle patch: %v, want none", got)
 	}
+}
+
+// An install right after an uninstall waits, saying so in its condition and
+// without failing, until the previous installation's istio-system is gone.
+func TestInstallWaitsForTerminatingNamespace(t *testing.T) {
+	ns, _ := setup(t, v1alpha2.IstioSpec{})
+	operatortest.WaitForState(t, installTimeout, ns, "default", v1alpha2.StateReady, v1alpha2.ConditionInstalled, metav1.ConditionTrue, v1alpha2.ReasonIstioInstallSucceeded)
+	kube := cluster.Current().Clientset()
+
+	// A user's finalizer keeps istio-system terminating after the uninstall.
+	const holdFinalizer = "test.meshkeeper.io/hold"
+	hold := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "hold", Namespace: istioclient.Namespace, Finalizers: []string{holdFinalizer}}}
+	if _, err := kube.CoreV1().ConfigMaps(istioclient.Namespace).Create(t.Context(), hold, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	release := func() {
+		_, err := kube.CoreV1().ConfigMaps(istioclient.Namespace).Patch(cluster.Context(t), "hold", types.MergePatchType,
+			[]byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{})
+		if err != nil && !apierrors.IsNotFound(err) {
+			t.Errorf("releasing istio-system: %v", err)
+		}
+	}
+	t.Cleanup(release)
+
+	operatortest.DeleteIstio(t, installTimeout, ns, "default")
+	cluster.WaitFor(t, 30*time.Second, "istio-system terminating", func(ctx context.Context) (bool, error) {
+		n, err := kube.CoreV1().Namespaces().Get(ctx, istioclient.Namespace, metav1.GetOptions{})
+		return err == nil && n.DeletionTimestamp != nil, err
+	})
+
+	operatortest.CreateIstio(t, ns, "default", v1alpha2.IstioSpec{})
+	cluster.WaitFor(t, 30*time.Second, "Installed=False waiting for istio-system", func(ctx context.Context) (bool, error) {
+		istio, err := operatortest.Client(t).OperatorV1alpha2().Istios(ns).Get(ctx, "default", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		c := meta.FindStatusCondition(istio.Status.Conditions, v1alpha2.ConditionInstalled)
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != v1alpha2.ReasonIstioInstalling ||
+			!strings.Contains(c.Message, "Waiting for namespace "+istioclient.Namespace) {
+			return false, fmt.Errorf("state %s, Installed %+v", istio.Status.State, c)
+		}
+		return istio.Status.State == v1alpha2.StateProcessing, nil
+	})
+	if operatortest.HasEvent(t, ns, "default", "InstallFailed") {
+		t.Errorf("the install failed while istio-system terminated; events: %v", operatortest.Events(t, ns, "default"))
+	}
+
+	release()
+	operatortest.WaitForState(t, installTimeout, ns, "default", v1alpha2.StateReady, v1alpha2.ConditionInstalled, metav1.ConditionTrue, v1alpha2.ReasonIstioInstallSucceeded)
 }
