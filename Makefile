@@ -106,6 +106,10 @@ cluster-down: ## Delete the local cluster; no process is left behind.
 run: tools build cluster-up ## Run the operator in the foreground on the local cluster with a sample Istio resource.
 	bash hack/run.sh --name $(CLUSTER) --namespace $(NAMESPACE)
 
+.PHONY: check-run
+check-run: ## Check make run: on a fresh cluster of its own, the sample Istio resource becomes Ready; then clean up.
+	bash hack/check-run.sh
+
 .PHONY: clean
 clean: ## Remove build output (keeps the Go build cache).
 	rm -rf bin .cache
