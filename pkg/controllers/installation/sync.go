@@ -128,14 +128,14 @@ func (c *Controller) reconcile(ctx context.Context, istio *v1alpha2.Istio) (queu
 	}
 
 	plan := istioclient.MakePlan(r, c.live)
-	if !plan.Empty() && c.namespaceTerminating() {
-		// The previous installation's uninstall is still removing it;
-		// nothing can be created in it until it is gone.
-		_, err := c.progress(ctx, istio, fmt.Sprintf("Waiting for namespace %s, still being deleted, to be gone before installing Istio %s.",
-			istioclient.Namespace, istioclient.Version))
-		return queue.Result{RequeueAfter: TerminatingNamespaceInterval}, err
-	}
 	if !plan.Empty() {
+		if c.namespaceTerminating() {
+			// The previous installation's uninstall is still removing it;
+			// nothing can be created in it until it is gone.
+			_, err := c.progress(ctx, istio, fmt.Sprintf("Waiting for namespace %s, still being deleted, to be gone before installing Istio %s.",
+				istioclient.Namespace, istioclient.Version))
+			return queue.Result{RequeueAfter: TerminatingNamespaceInterval}, err
+		}
 		action := c.action(found, installed, target, r.Hash)
 		plan.SameRevision = action == actionUpdate || action == actionRepair
 		logger.Info("Applying Istio", "action", action, "plan", plan.Summary(), "hash", r.Hash)
