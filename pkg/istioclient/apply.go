@@ -160,11 +160,15 @@ func (r *Rendered) Desired() []Object {
 	return r.desired
 }
 
+// buildDesired labels and annotates the rendered objects in place, and the
+// sets then hold the same manifests as the result: a rendering is kept
+// while its spec is unchanged, and a second copy of Istio's CRDs would cost
+// megabytes for nothing.
 func (r *Rendered) buildDesired() []Object {
 	var out []Object
-	for _, set := range r.Sets {
-		for _, m := range set.Manifests {
-			u := m.Unstructured.DeepCopy()
+	for i, set := range r.Sets {
+		for j, m := range set.Manifests {
+			u := m.Unstructured
 			labels := u.GetLabels()
 			if labels == nil {
 				labels = map[string]string{}
@@ -182,11 +186,17 @@ func (r *Rendered) buildDesired() []Object {
 				ann[InstallationHashAnnotation] = r.Hash
 			}
 			u.SetAnnotations(ann)
-			mf, err := manifest.FromObject(u)
-			if err != nil {
-				// FromObject only marshals an object that was just parsed.
-				panic(err)
+			// Of the objects' YAML, only Istio's webhook checks read any:
+			// the webhooks'. Istio's CRDs alone are a megabyte of it.
+			mf := manifest.Manifest{Unstructured: u}
+			if u.GetKind() == mutatingWebhookGVK.Kind {
+				var err error
+				if mf, err = manifest.FromObject(u); err != nil {
+					// FromObject only marshals an object that was just parsed.
+					panic(err)
+				}
 			}
+			r.Sets[i].Manifests[j] = mf
 			out = append(out, Object{Component: set.Component, Manifest: mf})
 		}
 	}

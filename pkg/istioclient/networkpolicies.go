@@ -30,18 +30,22 @@ func (r *Rendered) WithNetworkPolicies(operatorNamespace string) (*Rendered, err
 	}
 	out := &Rendered{Merged: r.Merged, Version: r.Version}
 	for _, set := range r.Sets {
+		// Desired labels a rendering's objects in place: the two renderings
+		// share none.
+		copied := manifest.ManifestSet{Component: set.Component}
+		for _, m := range set.Manifests {
+			copied.Manifests = append(copied.Manifests, manifest.Manifest{Unstructured: m.Unstructured.DeepCopy(), Content: m.Content})
+		}
 		if set.Component == component.BaseComponentName {
-			extended := manifest.ManifestSet{Component: set.Component, Manifests: append([]manifest.Manifest(nil), set.Manifests...)}
 			for _, p := range policies {
 				m, err := manifest.FromObject(p)
 				if err != nil {
 					return nil, err
 				}
-				extended.Manifests = append(extended.Manifests, m)
+				copied.Manifests = append(copied.Manifests, m)
 			}
-			set = extended
 		}
-		out.Sets = append(out.Sets, set)
+		out.Sets = append(out.Sets, copied)
 	}
 	out.Hash = hashOf(out)
 	return out, nil

@@ -166,3 +166,27 @@ func TestPlanOfANewConfigurationAppliesOnlyWhatChanged(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// A kept rendering holds each object once: the sets and Desired share them.
+func TestDesiredSharesTheRenderedObjects(t *testing.T) {
+	r := mustRender(t, &v1alpha2.IstioSpec{})
+	desired := map[*unstructured.Unstructured]bool{}
+	for _, o := range r.Desired() {
+		desired[o.Unstructured] = true
+	}
+	n := 0
+	for _, set := range r.Sets {
+		for _, m := range set.Manifests {
+			n++
+			if !desired[m.Unstructured] {
+				t.Fatalf("%s %s is held twice", m.GetKind(), m.GetName())
+			}
+			if m.GetAnnotations()[ConfigHashAnnotation] == "" {
+				t.Fatalf("%s %s in the sets has no configuration hash", m.GetKind(), m.GetName())
+			}
+		}
+	}
+	if n != len(desired) {
+		t.Errorf("the sets hold %d objects, Desired %d", n, len(desired))
+	}
+}

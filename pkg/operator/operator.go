@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"golang.org/x/sync/errgroup"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -31,6 +32,7 @@ import (
 	"k8s.io/utils/clock"
 
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
+	"github.com/meshkeeper/istio-operator/pkg/exepages"
 	"github.com/meshkeeper/istio-operator/pkg/generated/clientset/versioned"
 	istioinformers "github.com/meshkeeper/istio-operator/pkg/generated/informers/externalversions"
 	"github.com/meshkeeper/istio-operator/pkg/metrics"
@@ -210,10 +212,10 @@ func runControllers(ctx context.Context, o Options, cfg *rest.Config, kube kuber
 		RESTConfig:     cfg,
 		KubeClient:     kube,
 		OperatorClient: opClient,
-		// No controller reads managed fields; dropping them roughly halves
-		// the cache of large objects.
+		// No controller reads managed fields, nor a workload's pod spec;
+		// dropping them roughly halves the cache of large objects.
 		KubeInformers: informers.NewSharedInformerFactoryWithOptions(kube, o.ResyncPeriod,
-			informers.WithTransform(StripManagedFields)),
+			informers.WithTransform(trimShared)),
 		// Istio resources are read cluster-wide: the operator must see, and
 		// report, resources created outside its namespace.
 		OperatorInformers: istioinformers.NewSharedInformerFactory(opClient, o.ResyncPeriod),
@@ -266,6 +268,9 @@ func runControllers(ctx context.Context, o Options, cfg *rest.Config, kube kuber
 	}
 	logger.Info("Caches synced, starting controllers", "controllers", len(controllers))
 	srv.markSynced()
+	// Package initialisation is done: most of the binary it touched is not
+	// needed again.
+	exepages.Release(logger)
 
 	g, gctx := errgroup.WithContext(ctx)
 	for _, c := range controllers {
@@ -308,6 +313,29 @@ func StripManagedFields(obj any) (any, error) {
 		m.SetManagedFields(nil)
 	}
 	return obj, nil
+}
+
+// trimShared is the shared factory's transform: no managed fields, and
+// workloads without their pod template's spec. The controllers read a
+// workload's replicas, strategy, status and template metadata (the restart
+// annotations, the gateway's labels), and write it only with patches, so
+// the containers, volumes and claim templates, often the bulk of a
+// workload, are not cached.
+func trimShared(obj any) (any, error) {
+	switch w := obj.(type) {
+	case *appsv1.Deployment:
+		w.Spec.Template.Spec = corev1.PodSpec{}
+	case *appsv1.StatefulSet:
+		w.Spec.Template.Spec = corev1.PodSpec{}
+		w.Spec.VolumeClaimTemplates = nil
+	case *appsv1.DaemonSet:
+		w.Spec.Template.Spec = corev1.PodSpec{}
+	case *corev1.ReplicationController:
+		if w.Spec.Template != nil {
+			w.Spec.Template.Spec = corev1.PodSpec{}
+		}
+	}
+	return StripManagedFields(obj)
 }
 
 // protobuf is cfg speaking protobuf, which built-in kinds support: decoding

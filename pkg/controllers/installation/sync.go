@@ -21,6 +21,7 @@ import (
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
+	"github.com/meshkeeper/istio-operator/pkg/exepages"
 	"github.com/meshkeeper/istio-operator/pkg/istioclient"
 )
 
@@ -116,7 +117,7 @@ func (c *Controller) reconcile(ctx context.Context, istio *v1alpha2.Istio) (queu
 	}
 
 	rendered := istio.Generation
-	r, err := c.render(istio)
+	r, err := c.render(ctx, istio)
 	var invalid *istioclient.InvalidSpecError
 	if errors.As(err, &invalid) {
 		return c.failed(ctx, istio, v1alpha2.StateError, v1alpha2.ReasonValidationFailed,
@@ -163,6 +164,9 @@ func (c *Controller) reconcile(ctx context.Context, istio *v1alpha2.Istio) (queu
 		}
 		took := c.clock.Since(start).Round(10 * time.Millisecond)
 		logger.Info("Applied Istio", "action", action, "duration", took)
+		// Rendering and applying touched the Helm engine, the charts and
+		// Istio's clients, which the next change needs at the earliest.
+		exepages.Release(logger)
 		c.recorder.Eventf(istio, corev1.EventTypeNormal, action+"Succeeded", "%s Istio %s in %s: %s.",
 			actionDone[action], istioclient.Version, took, plan.Summary())
 		istio = c.latest(istio)
@@ -258,7 +262,7 @@ func (c *Controller) anyOwned() bool {
 
 // render renders the resource's IstioOperator, reusing the last rendering
 // while the spec is unchanged (rendering costs about 0.4 s of CPU).
-func (c *Controller) render(istio *v1alpha2.Istio) (*istioclient.Rendered, error) {
+func (c *Controller) render(ctx context.Context, istio *v1alpha2.Istio) (*istioclient.Rendered, error) {
 	spec, err := json.Marshal(istio.Spec)
 	if err != nil {
 		return nil, err
@@ -275,6 +279,9 @@ func (c *Controller) render(istio *v1alpha2.Istio) (*istioclient.Rendered, error
 	if err != nil {
 		return nil, err
 	}
+	// Rendering maps the Helm engine and the charts; what the last restart
+	// wave ran need not stay mapped beside them.
+	exepages.Release(klog.FromContext(ctx))
 	r, err = istioclient.Render(iop, c.istioKube)
 	if err != nil {
 		return nil, err

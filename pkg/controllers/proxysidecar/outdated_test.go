@@ -14,7 +14,7 @@ import (
 	"github.com/meshkeeper/istio-operator/pkg/istioclient"
 )
 
-func desired(t *testing.T, spec v1alpha2.IstioSpec) istioclient.Proxy {
+func desired(t testing.TB, spec v1alpha2.IstioSpec) istioclient.Proxy {
 	t.Helper()
 	p, err := istioclient.DesiredProxy(&spec)
 	if err != nil {

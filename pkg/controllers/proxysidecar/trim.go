@@ -1,6 +1,10 @@
 package proxysidecar
 
 import (
+	"strings"
+	"sync"
+	"unique"
+
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -10,7 +14,10 @@ import (
 
 // The pod and ReplicaSet caches hold only what the controller reads, so that
 // tens of thousands of pods stay cheap: identity, owner, the annotations
-// below, the injected containers and readiness.
+// below, the injected containers and readiness. The values every sidecar
+// repeats (image, resources, owner kind, configuration hash) are shared
+// between the cached pods rather than held once per pod; cached objects are
+// read-only, so sharing is safe.
 
 // keptPodAnnotations are the pod annotations the controller reads.
 var keptPodAnnotations = []string{
@@ -31,13 +38,16 @@ func trimPod(obj any) (any, error) {
 		out.Annotations[annotationSidecarStatus] = ""
 		for _, c := range pod.Spec.Containers {
 			if c.Name == proxyContainer {
-				out.Spec.Containers = append(out.Spec.Containers, trimContainer(&c))
+				out.Spec.Containers = append(out.Spec.Containers, trimProxy(&c))
 			}
 		}
 		for _, c := range pod.Spec.InitContainers {
 			switch c.Name {
-			case proxyContainer, initContainer, validationContainer:
-				out.Spec.InitContainers = append(out.Spec.InitContainers, trimContainer(&c))
+			case proxyContainer:
+				out.Spec.InitContainers = append(out.Spec.InitContainers, trimProxy(&c))
+			case initContainer, validationContainer:
+				// Only the name tells the CNI mode.
+				out.Spec.InitContainers = append(out.Spec.InitContainers, corev1.Container{Name: intern(c.Name)})
 			}
 		}
 	}
@@ -50,8 +60,65 @@ func trimPod(obj any) (any, error) {
 	return out, nil
 }
 
-func trimContainer(c *corev1.Container) corev1.Container {
-	return corev1.Container{Name: c.Name, Image: c.Image, Resources: c.Resources, RestartPolicy: c.RestartPolicy}
+func trimProxy(c *corev1.Container) corev1.Container {
+	out := corev1.Container{Name: intern(c.Name), Image: intern(c.Image), Resources: sharedResources(c.Resources)}
+	if c.RestartPolicy != nil {
+		policy := *c.RestartPolicy
+		out.RestartPolicy = &policy
+	}
+	return out
+}
+
+// intern returns the one shared copy of a string.
+func intern(s string) string { return unique.Make(s).Value() }
+
+// maxSharedResources bounds the table of shared resource requirements: one
+// entry per distinct proxy size in the mesh, which pod annotations can make
+// many.
+const maxSharedResources = 1024
+
+var resourceTable = struct {
+	sync.Mutex
+	byKey map[string]corev1.ResourceRequirements
+}{byKey: map[string]corev1.ResourceRequirements{}}
+
+// sharedResources returns the CPU and memory requests and limits, the only
+// ones the controller compares, as a value shared by every pod with the
+// same ones. Each ResourceList is a map of several hundred bytes.
+func sharedResources(r corev1.ResourceRequirements) corev1.ResourceRequirements {
+	var b strings.Builder
+	for _, list := range []corev1.ResourceList{r.Requests, r.Limits} {
+		for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+			if q, ok := list[name]; ok {
+				b.WriteString(q.String())
+			}
+			b.WriteByte(';')
+		}
+	}
+	key := b.String()
+	resourceTable.Lock()
+	defer resourceTable.Unlock()
+	if shared, ok := resourceTable.byKey[key]; ok {
+		return shared
+	}
+	out := corev1.ResourceRequirements{Requests: cpuAndMemory(r.Requests), Limits: cpuAndMemory(r.Limits)}
+	if len(resourceTable.byKey) < maxSharedResources {
+		resourceTable.byKey[key] = out
+	}
+	return out
+}
+
+func cpuAndMemory(list corev1.ResourceList) corev1.ResourceList {
+	var out corev1.ResourceList
+	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		if q, ok := list[name]; ok {
+			if out == nil {
+				out = corev1.ResourceList{}
+			}
+			out[name] = q
+		}
+	}
+	return out
 }
 
 // trimReplicaSet is the ReplicaSet informer's transform: owner and replica
@@ -75,9 +142,13 @@ func trimMeta(m *metav1.ObjectMeta, annotations []string) metav1.ObjectMeta {
 		OwnerReferences: m.OwnerReferences,
 		Annotations:     map[string]string{},
 	}
+	for i := range out.OwnerReferences {
+		ref := &out.OwnerReferences[i]
+		ref.APIVersion, ref.Kind = intern(ref.APIVersion), intern(ref.Kind)
+	}
 	for _, a := range annotations {
 		if v, ok := m.Annotations[a]; ok {
-			out.Annotations[a] = v
+			out.Annotations[a] = intern(v)
 		}
 	}
 	return out
