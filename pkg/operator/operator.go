@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -249,22 +250,31 @@ func runControllers(ctx context.Context, o Options, cfg *rest.Config, kube kuber
 		f.Start(ctx.Done())
 		defer f.Shutdown()
 	}
+	var unsynced []string
 	for typ, ok := range d.KubeInformers.WaitForCacheSync(ctx.Done()) {
 		if !ok {
-			return fmt.Errorf("cache for %v did not sync", typ)
+			unsynced = append(unsynced, typ.String())
 		}
 	}
 	for typ, ok := range d.OperatorInformers.WaitForCacheSync(ctx.Done()) {
 		if !ok {
-			return fmt.Errorf("cache for %v did not sync", typ)
+			unsynced = append(unsynced, typ.String())
 		}
 	}
 	for _, f := range d.dynamic {
 		for res, ok := range f.WaitForCacheSync(ctx.Done()) {
 			if !ok {
-				return fmt.Errorf("cache for %v did not sync", res)
+				unsynced = append(unsynced, res.String())
 			}
 		}
+	}
+	if ctx.Err() != nil {
+		// Stopped (SIGTERM, lost leadership) before the caches synced: a
+		// clean stop, not a failure.
+		return nil
+	}
+	if len(unsynced) > 0 {
+		return fmt.Errorf("caches did not sync: %s", strings.Join(unsynced, ", "))
 	}
 	logger.Info("Caches synced, starting controllers", "controllers", len(controllers))
 	srv.markSynced()

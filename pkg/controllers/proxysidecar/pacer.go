@@ -35,10 +35,16 @@ func (p *pacer) configure(pc v1alpha2.RestartPacing) {
 	p.pacing = pc
 	p.limiter = nil
 	if pc.RestartsPerSecond > 0 {
-		// Burst 1: the rate holds from the first restart on.
-		p.limiter = rate.NewLimiter(rate.Limit(pc.RestartsPerSecond), 1)
+		p.limiter = rate.NewLimiter(rate.Limit(pc.RestartsPerSecond), burst(pc.RestartsPerSecond))
 	}
 }
+
+// burst is a fifth of a second of restarts. When the API server stalls,
+// every worker waits on a patch and none on the bucket; with a burst of 1
+// the restarts the stall held up would be lost to the rate for good. A
+// wave starts with at most this many at once, and over any longer span the
+// rate holds.
+func burst(perSecond float64) int { return max(1, int(perSecond/5)) }
 
 // acquire takes a rollout slot for k, or puts k in line and returns false.
 func (p *pacer) acquire(k Key) bool {

@@ -57,9 +57,18 @@ func TestPacerRate(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Burst 1: the first goes at once, four more take 4/20 s.
-	if d := time.Since(start); d < 190*time.Millisecond {
-		t.Errorf("5 restarts at 20/s took %v, want at least 200ms", d)
+	// Burst 20/5 = 4: four go at once, the fifth after 1/20 s.
+	if d := time.Since(start); d < 45*time.Millisecond {
+		t.Errorf("5 restarts at 20/s took %v, want at least 50ms", d)
+	}
+	// A stall banks no more than the burst: after a second without
+	// restarts, four go at once and the fifth waits.
+	later := time.Now().Add(time.Second)
+	if !p.limiter.AllowN(later, 4) || p.limiter.AllowN(later, 1) {
+		t.Errorf("after a second's pause the bucket holds %.1f restarts, want 4", p.limiter.TokensAt(later))
+	}
+	if b := burst(4); b != 1 {
+		t.Errorf("burst at 4/s = %d, want 1", b)
 	}
 	p.configure(v1alpha2.RestartPacing{})
 	start = time.Now()
