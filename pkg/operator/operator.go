@@ -37,6 +37,7 @@ import (
 	"github.com/meshkeeper/istio-operator/pkg/generated/clientset/versioned"
 	istioinformers "github.com/meshkeeper/istio-operator/pkg/generated/informers/externalversions"
 	"github.com/meshkeeper/istio-operator/pkg/metrics"
+	"github.com/meshkeeper/istio-operator/pkg/reconnect"
 )
 
 // Component is the operator's name in Events, leases and user agents.
@@ -100,7 +101,7 @@ func Run(ctx context.Context, o Options) error {
 	metrics.InstallLeaderElectionMetrics(o.LeaderElectionID)
 	metrics.InstallIstioStatusMetrics()
 
-	cfg, err := restConfig(o)
+	cfg, err := restConfig(o, logger)
 	if err != nil {
 		return err
 	}
@@ -293,7 +294,7 @@ func runControllers(ctx context.Context, o Options, cfg *rest.Config, kube kuber
 	return g.Wait()
 }
 
-func restConfig(o Options) (*rest.Config, error) {
+func restConfig(o Options, logger klog.Logger) (*rest.Config, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	if o.Kubeconfig != "" {
 		rules.ExplicitPath = o.Kubeconfig
@@ -303,6 +304,8 @@ func restConfig(o Options) (*rest.Config, error) {
 		return nil, fmt.Errorf("loading the cluster configuration (in-cluster, --kubeconfig or KUBECONFIG): %w", err)
 	}
 	cfg.UserAgent = Component
+	// Held requests count once: reconnect sits beneath the counting.
+	reconnect.Wrap(cfg, logger.WithName("reconnect"))
 	metrics.InstrumentConfig(cfg)
 	if o.QPS > 0 {
 		cfg.QPS = o.QPS

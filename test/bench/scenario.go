@@ -59,6 +59,7 @@ type scenario struct {
 	istios versioned.Interface
 	op     *operatorproc.Process
 	wl     *workloads
+	floor  *watchFloor
 	// pacingFlags is false for an operator built before the pacing flags.
 	pacingFlags bool
 }
@@ -237,6 +238,11 @@ func runSize(ctx context.Context, o options, root string, res *results) (err err
 	if err := s.snapshot(ctx, &s.res.Baseline); err != nil {
 		return err
 	}
+	progress("starting the watch floor: bare informers of the kinds the operator follows")
+	if s.floor, err = startWatchFloor(ctx, c.Kubeconfig); err != nil {
+		return err
+	}
+	cleanups = append(cleanups, s.floor.stop)
 
 	if converged {
 		unpaced := fmt.Sprintf(`{"spec":{"components":{"proxy":{"k8s":{"resources":{"requests":{"cpu":%q}}}}}}}`, o.UnpacedCPU)
@@ -548,6 +554,10 @@ func (s *scenario) wave(ctx context.Context, name string, patch []byte, cpu stri
 		return nil, err
 	}
 	w := &waveResult{Name: name, ProxyCPU: cpu, ConfiguredRate: rate, Workloads: len(s.wl.names)}
+	floorBefore, err := s.floor.cpuSeconds()
+	if err != nil {
+		return nil, err
+	}
 	if err := operatorproc.ResetPeakRSS(s.op.PID()); err != nil {
 		s.res.note("Could not reset the operator's peak RSS (" + err.Error() + "): peak RSS figures are since the process started.")
 	}
@@ -592,6 +602,9 @@ func (s *scenario) wave(ctx context.Context, name string, patch []byte, cpu stri
 	}
 	w.PatchPhaseRequests = patched.Requests.Minus(before.Requests).Total
 	w.PatchPhaseCPUSeconds = patched.CPUSeconds - before.CPUSeconds
+	if floor, err := s.floor.cpuSeconds(); err == nil {
+		w.FloorPatchPhaseCPUSeconds = floor - floorBefore
+	}
 	sum := workload.Summarize(s.wl.restartsSince(start))
 	progress("%s wave: every Deployment patched %.1fs after the change (first after %.1fs)", name,
 		sum.Last.Sub(start).Seconds(), sum.First.Sub(start).Seconds())
@@ -634,6 +647,11 @@ func (s *scenario) wave(ctx context.Context, name string, patch []byte, cpu stri
 	w.Requests = after.Requests.Minus(before.Requests)
 	w.RequestsPerWorkload = w.Requests.Total / float64(w.Workloads)
 	w.CPUSeconds = after.CPUSeconds - before.CPUSeconds
+	floorAfter, err := s.floor.cpuSeconds()
+	if err != nil {
+		return nil, err
+	}
+	w.FloorCPUSeconds = floorAfter - floorBefore
 	w.PeakRSSBytes = after.PeakRSSBytes
 	w.PeakHeapInuseBytes = max(heap.peak(), after.HeapInuseBytes)
 	w.PeakAnonRSSBytes, w.PeakFileRSSBytes = heap.peakRSS()

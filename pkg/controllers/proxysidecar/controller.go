@@ -72,8 +72,12 @@ const (
 	AttentionInterval = time.Minute
 	// ConvergedInterval is the safety net once every proxy is current.
 	ConvergedInterval = 10 * time.Minute
-	// summaryDelay gathers the pod events of a rollout into one count.
-	summaryDelay = 2 * time.Second
+	// summaryDelay gathers the pod events of a rollout into one count. It
+	// matches RollingInterval: while a wave rolls, counting more often than
+	// the summary's own requeue only repeats work (a count of 4,000 pods
+	// takes about 20 ms), and progress is written at most every
+	// ProgressWriteInterval.
+	summaryDelay = RollingInterval
 	// minWorkers: a restart waits on the API server (and on the token
 	// bucket), so the controller runs more workers than the others.
 	minWorkers = 16

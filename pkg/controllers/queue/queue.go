@@ -62,6 +62,7 @@ type Loop[K comparable] struct {
 	maxRetries     int
 	exhaustedDelay time.Duration
 	clock          clock.PassiveClock
+	due            dueSet[K]
 }
 
 // New builds a Loop. Install the workqueue metrics provider before calling
@@ -148,6 +149,7 @@ func (l *Loop[K]) ProcessNext(ctx context.Context) bool {
 		return false
 	}
 	defer l.queue.Done(key)
+	l.due.picked(key)
 
 	logger := klog.FromContext(ctx).WithValues("key", key)
 	ctx = klog.NewContext(ctx, logger)

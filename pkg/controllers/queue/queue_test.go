@@ -274,3 +274,57 @@ func TestLogLinesCarryControllerAndKey(t *testing.T) {
 		t.Fatalf("checked %d reconcile log lines, want at least 3 (two syncs and an error)", checked)
 	}
 }
+
+// HandlerAfter adds a key to the delaying queue once per pending
+// reconcile, and an event after a worker picked the key up schedules
+// another: no event goes unseen.
+func TestHandlerAfterSchedulesOncePerPendingReconcile(t *testing.T) {
+	var syncs atomic.Int32
+	l := New(Config[string]{Name: "test-handler-after"}, func(context.Context, string) (Result, error) {
+		syncs.Add(1)
+		return Result{}, nil
+	})
+	defer l.ShutDown()
+	h := l.HandlerAfter(50*time.Millisecond, func(any) []string { return []string{"k"} })
+	pod := func(rv string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", ResourceVersion: rv}}
+	}
+	h.OnAdd(pod("1"), false)
+	first := l.due.keys["k"]
+	for i := 2; i < 20; i++ {
+		h.OnUpdate(pod("1"), pod(string(rune('0'+i))))
+	}
+	if got := l.due.keys["k"]; !got.Equal(first) {
+		t.Fatalf("a burst moved the due time from %v to %v; the first event's reconcile covers it", first, got)
+	}
+	next(t, l)
+	if n := syncs.Load(); n != 1 {
+		t.Fatalf("%d reconciles for one burst, want 1", n)
+	}
+	if _, pending := l.due.keys["k"]; pending {
+		t.Fatal("the key is still due after a worker picked it up")
+	}
+	h.OnDelete(pod("30"))
+	next(t, l)
+	if n := syncs.Load(); n != 2 {
+		t.Fatalf("an event after the reconcile began was lost: %d reconciles, want 2", n)
+	}
+}
+
+func TestDueSet(t *testing.T) {
+	var d dueSet[string]
+	now := time.Now()
+	if !d.schedule("k", now.Add(time.Second)) {
+		t.Fatal("the first event must schedule")
+	}
+	if d.schedule("k", now.Add(2*time.Second)) {
+		t.Fatal("a later deadline is covered by the pending reconcile")
+	}
+	if !d.schedule("k", now.Add(500*time.Millisecond)) {
+		t.Fatal("an earlier deadline must schedule")
+	}
+	d.picked("k")
+	if !d.schedule("k", now.Add(2*time.Second)) {
+		t.Fatal("after a pick-up the next event must schedule again")
+	}
+}
