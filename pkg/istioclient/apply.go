@@ -17,15 +17,19 @@ import (
 	"istio.io/istio/operator/pkg/uninstall"
 	"istio.io/istio/operator/pkg/webhook"
 	"istio.io/istio/pkg/kube"
+	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/klog/v2"
+
+	"github.com/meshkeeper/istio-operator/pkg/controllers/rollout"
 )
 
 // Labels and annotations the installer puts on every object, as Istio's own
@@ -528,14 +532,13 @@ func Ready(u *unstructured.Unstructured) bool {
 	observed, _, _ := unstructured.NestedInt64(u.Object, "status", "observedGeneration")
 	switch u.GetKind() {
 	case "Deployment":
-		replicas, found, _ := unstructured.NestedInt64(u.Object, "spec", "replicas")
-		if !found {
-			replicas = 1
+		// The ingress gateway controller judges its Deployment by the same
+		// rule, from its typed cache.
+		var d appsv1.Deployment
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &d); err != nil {
+			return false
 		}
-		updated, _, _ := unstructured.NestedInt64(u.Object, "status", "updatedReplicas")
-		available, _, _ := unstructured.NestedInt64(u.Object, "status", "availableReplicas")
-		total, _, _ := unstructured.NestedInt64(u.Object, "status", "replicas")
-		return observed >= gen && total == updated && available >= min(replicas, 1)
+		return rollout.OfDeployment(&d).Current
 	case "DaemonSet":
 		desired, _, _ := unstructured.NestedInt64(u.Object, "status", "desiredNumberScheduled")
 		updated, _, _ := unstructured.NestedInt64(u.Object, "status", "updatedNumberScheduled")

@@ -92,17 +92,27 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (queue.Resu
 	}
 
 	ro := rollout.OfDeployment(d)
+	if !ro.Observed {
+		// The Deployment controller has not seen the latest spec (a new
+		// template, or an autoscaler's replica count): its status is about
+		// the previous one. Its next status update brings the verdict;
+		// judging now would flap the condition on every scale.
+		return queue.Result{RequeueAfter: RollingInterval}, nil
+	}
 	if ro.Failed != "" {
 		return c.report(ctx, istio, user, metav1.ConditionFalse, v1alpha2.ReasonIngressGatewayRestartFailed, fmt.Sprintf(
 			"The ingress gateway does not roll out: %s. Check its pods and events in %s.", ro.Failed, istioclient.Namespace), RollingInterval)
 	}
-	if !ro.Done {
+	if !ro.Current {
 		return c.report(ctx, istio, user, metav1.ConditionFalse, v1alpha2.ReasonIngressGatewayRestartInProgress, fmt.Sprintf(
 			"The ingress gateway is rolling to start-time configuration %s: %d of %d pods updated and available.", want, ro.Updated, ro.Desired), RollingInterval)
 	}
+	// Every pod runs the configuration and the gateway serves. An
+	// autoscaler adding or removing replicas changes neither, so the
+	// message carries no replica count: scaling writes nothing.
 	prev := meta.FindStatusCondition(istio.Status.Conditions, v1alpha2.ConditionIngressGatewayReady)
 	res, err := c.report(ctx, istio, user, metav1.ConditionTrue, v1alpha2.ReasonIngressGatewayRestartSucceeded, fmt.Sprintf(
-		"The ingress gateway runs start-time configuration %s and is available (%d replicas).", want, d.Status.AvailableReplicas), ConvergedInterval)
+		"The ingress gateway runs start-time configuration %s on every pod and is available.", want), ConvergedInterval)
 	if err == nil && prev != nil && prev.Reason == v1alpha2.ReasonIngressGatewayRestartInProgress {
 		c.recorder.Eventf(istio, corev1.EventTypeNormal, v1alpha2.ReasonIngressGatewayRestartSucceeded,
 			"The ingress gateway rolled out start-time configuration %s.", want)

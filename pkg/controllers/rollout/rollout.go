@@ -14,6 +14,17 @@ type Status struct {
 	// Done is true when the current template runs on every replica and
 	// the replicas are available.
 	Done bool
+	// Current is true when every pod runs the current template and, unless
+	// scaled to zero, at least one is available, also while new replicas
+	// of that template start. A scale-up (an autoscaler's) leaves a
+	// workload Current but not Done until its new replicas are available.
+	// Deployments only; Done implies it.
+	Current bool
+	// Observed is false while the workload controller has not yet seen
+	// the latest spec: its status then describes the previous one.
+	Observed bool
+	// Available counts the available replicas, for messages.
+	Available int32
 	// Updated and Desired count the replicas, for messages.
 	Updated, Desired int32
 	// Failed is the workload controller's reason the rollout does not
@@ -26,10 +37,13 @@ type Status struct {
 func OfDeployment(d *appsv1.Deployment) Status {
 	want := ptr.Deref(d.Spec.Replicas, 1)
 	s := d.Status
+	observed := s.ObservedGeneration >= d.Generation
 	st := Status{
-		Updated: s.UpdatedReplicas, Desired: want,
-		Done: s.ObservedGeneration >= d.Generation && s.UpdatedReplicas >= want && s.AvailableReplicas >= want &&
-			s.Replicas == s.UpdatedReplicas,
+		Updated: s.UpdatedReplicas, Desired: want, Available: s.AvailableReplicas, Observed: observed,
+		Done: observed && s.UpdatedReplicas >= want && s.AvailableReplicas >= want && s.Replicas == s.UpdatedReplicas,
+		// No pod of an older template is left (they count in Replicas,
+		// not in UpdatedReplicas), and the current one serves.
+		Current: observed && s.Replicas == s.UpdatedReplicas && s.AvailableReplicas >= min(want, 1),
 	}
 	for _, c := range s.Conditions {
 		if c.Type == appsv1.DeploymentProgressing && c.Status == corev1.ConditionFalse && c.Reason == "ProgressDeadlineExceeded" {

@@ -18,18 +18,22 @@ func TestOfDeployment(t *testing.T) {
 		}
 	}
 	cases := map[string]struct {
-		d    *appsv1.Deployment
-		want bool
+		d             *appsv1.Deployment
+		done, current bool
 	}{
-		"rolled out":               {d(2, 2, 3, 3, 3, 3), true},
-		"new template not seen":    {d(3, 2, 3, 3, 3, 3), false},
-		"old pods still running":   {d(2, 2, 3, 3, 3, 5), false},
-		"new pods not available":   {d(2, 2, 3, 3, 1, 3), false},
-		"not all pods updated yet": {d(2, 2, 3, 1, 3, 3), false},
+		"rolled out":                        {d(2, 2, 3, 3, 3, 3), true, true},
+		"new template not seen":             {d(3, 2, 3, 3, 3, 3), false, false},
+		"old pods still running":            {d(2, 2, 3, 3, 3, 5), false, false},
+		"new pods not available":            {d(2, 2, 3, 3, 1, 3), false, true},
+		"not all pods updated yet":          {d(2, 2, 3, 1, 3, 3), false, false},
+		"scaling up, new replicas starting": {d(3, 3, 5, 5, 3, 5), false, true},
+		"nothing available":                 {d(2, 2, 3, 3, 0, 3), false, false},
+		"scaled to zero":                    {d(2, 2, 0, 0, 0, 0), true, true},
 	}
 	for name, tc := range cases {
-		if got := OfDeployment(tc.d); got.Done != tc.want || got.Failed != "" {
-			t.Errorf("%s: OfDeployment = %+v, want done %v", name, got, tc.want)
+		got := OfDeployment(tc.d)
+		if got.Done != tc.done || got.Current != tc.current || got.Failed != "" {
+			t.Errorf("%s: OfDeployment = %+v, want done %v, current %v", name, got, tc.done, tc.current)
 		}
 	}
 

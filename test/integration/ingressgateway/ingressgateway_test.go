@@ -136,6 +136,47 @@ func TestStartTimeSettingRollsTheGatewayOnce(t *testing.T) {
 		return err == nil && d.Spec.Template.Annotations[istioclient.GatewayConfigAnnotation] == want, err
 	})
 	gatewayReady(t, ns)
+
+	scaleUpKeepsTheGatewayReady(t, op, ns)
+}
+
+// scaleUpKeepsTheGatewayReady adds two gateway replicas, as an autoscaler
+// would: every pod still runs the configuration, so IngressGatewayReady
+// must stay exactly as it was, not flip to rolling and back.
+func scaleUpKeepsTheGatewayReady(t *testing.T, op *operatortest.Operator, ns string) {
+	t.Helper()
+	before := meta.FindStatusCondition(gatewayReady(t, ns).Status.Conditions, v1alpha2.ConditionIngressGatewayReady)
+	deployments := cluster.Current().Clientset().AppsV1().Deployments(istioclient.Namespace)
+	scale, err := deployments.GetScale(t.Context(), istioclient.IngressGatewayName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scale.Spec.Replicas += 2
+	want := scale.Spec.Replicas
+	if _, err := deployments.UpdateScale(t.Context(), istioclient.IngressGatewayName, scale, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cluster.WaitFor(t, time.Minute, fmt.Sprintf("%d gateway replicas available", want), func(ctx context.Context) (bool, error) {
+		d, err := deployments.Get(ctx, istioclient.IngressGatewayName, metav1.GetOptions{})
+		return err == nil && d.Status.ObservedGeneration >= d.Generation && d.Status.AvailableReplicas == want, err
+	})
+	// The controller has seen the scaled Deployment once it reconciles
+	// after the last replica became available.
+	reconciles := operatortest.Reconciles(t, ingressgateway.Name)
+	cluster.WaitFor(t, 30*time.Second, "a gateway reconcile after the scale-up", func(context.Context) (bool, error) {
+		op.IngressGateway.Loop().Add(cache.ObjectName{Namespace: ns, Name: "default"})
+		return operatortest.Reconciles(t, ingressgateway.Name) > reconciles, nil
+	})
+	i, err := operatortest.Client(t).OperatorV1alpha2().Istios(ns).Get(t.Context(), "default", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := meta.FindStatusCondition(i.Status.Conditions, v1alpha2.ConditionIngressGatewayReady)
+	if after.Status != before.Status || after.Reason != before.Reason || after.Message != before.Message ||
+		!after.LastTransitionTime.Equal(&before.LastTransitionTime) {
+		t.Errorf("IngressGatewayReady changed with a scale-up from %d to %d replicas:\nbefore %+v\nafter  %+v",
+			want-2, want, *before, *after)
+	}
 }
 
 func TestWaitsForTheInstallation(t *testing.T) {
