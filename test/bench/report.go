@@ -17,9 +17,10 @@ import (
 	"github.com/meshkeeper/istio-operator/test/workload"
 )
 
-// Targets for the unpaced wave, set for the default size of 1000 workloads;
-// other sizes are held to the same numbers.
+// Targets for the unpaced wave, set for targetWorkloads; smaller sizes show
+// them without judging.
 const (
+	targetWorkloads           = 1000
 	targetLastPatchSeconds    = 20
 	targetRequestsPerWorkload = 1.2
 	// targetRestartCPUSeconds holds the operator's restart work: its CPU
@@ -297,6 +298,17 @@ func (r *results) evaluate(o options) {
 	judge := func(figure, value, target string, pass bool) {
 		rows = append(rows, check{Figure: figure, Value: value, Target: target, Pass: &pass})
 	}
+	// The proxy sidecar issue sets its figures for a wave of
+	// targetWorkloads; a smaller wave is dominated by fixed costs (the
+	// apply of Istio's objects, status writes), so there they are shown
+	// next to the target, not judged.
+	sized := func(figure, value, target string, pass bool) {
+		if r.Workloads >= targetWorkloads {
+			judge(figure, value, target, pass)
+			return
+		}
+		rows = append(rows, check{Figure: figure, Value: value, Target: fmt.Sprintf("(%s at %d workloads)", target, targetWorkloads)})
+	}
 	info("Install with Istio's library alone (render, apply, readiness)", seconds(r.LibraryInstallSeconds))
 	if r.LibraryInstallSeconds > 0 {
 		ratio := r.InstallSeconds / r.LibraryInstallSeconds
@@ -332,7 +344,7 @@ func (r *results) evaluate(o options) {
 		judge(label+": Deployments patched more than once", strconv.Itoa(w.PatchedMoreThanOnce), "0", w.PatchedMoreThanOnce == 0)
 		info(label+": first restart patch after the change", seconds(w.FirstPatchSeconds))
 		if !paced {
-			judge(label+": last restart patch after the change", seconds(w.LastPatchSeconds),
+			sized(label+": last restart patch after the change", seconds(w.LastPatchSeconds),
 				fmt.Sprintf("<= %d s", targetLastPatchSeconds), w.Failure == "" && w.LastPatchSeconds <= targetLastPatchSeconds)
 		} else {
 			info(label+": last restart patch after the change", seconds(w.LastPatchSeconds))
@@ -350,11 +362,11 @@ func (r *results) evaluate(o options) {
 		lists := w.Requests.ByVerb["list"]
 		judge(label+": LIST requests", fmt.Sprintf("%.0f", lists), "0", lists == 0)
 		if !paced {
-			judge(label+": API requests per workload", fmt.Sprintf("%.2f", w.RequestsPerWorkload),
+			sized(label+": API requests per workload", fmt.Sprintf("%.2f", w.RequestsPerWorkload),
 				fmt.Sprintf("<= %.1f", targetRequestsPerWorkload), w.RequestsPerWorkload <= targetRequestsPerWorkload)
-			judge(label+": operator CPU time, change to last restart patch (the restart work)", fmt.Sprintf("%.2f s", w.PatchPhaseCPUSeconds),
+			sized(label+": operator CPU time, change to last restart patch (the restart work)", fmt.Sprintf("%.2f s", w.PatchPhaseCPUSeconds),
 				fmt.Sprintf("< %d s", targetRestartCPUSeconds), w.PatchPhaseCPUSeconds < targetRestartCPUSeconds)
-			judge(label+": operator peak RSS", fmt.Sprintf("%.0f MiB", mib(w.PeakRSSBytes)),
+			sized(label+": operator peak RSS", fmt.Sprintf("%.0f MiB", mib(w.PeakRSSBytes)),
 				fmt.Sprintf("< %d MiB", targetPeakRSSMiB), mib(w.PeakRSSBytes) < targetPeakRSSMiB)
 		} else {
 			info(label+": API requests per workload", fmt.Sprintf("%.2f", w.RequestsPerWorkload))

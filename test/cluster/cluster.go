@@ -31,6 +31,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -40,6 +41,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
+
+	"github.com/meshkeeper/istio-operator/pkg/reconnect"
 )
 
 const (
@@ -199,6 +202,9 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 	if opts.Burst > 0 {
 		cfg.Burst = opts.Burst
 	}
+	// Tests restart the API server: hold requests while it is away rather
+	// than leave the tests' informers in client-go's reflector backoff.
+	reconnect.Wrap(cfg, logr.Discard())
 	c.Config = cfg
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {

@@ -30,6 +30,10 @@ const (
 	// recoveryLimit is how soon after the API server's return the operator
 	// must be restarting workloads again.
 	recoveryLimit = 60 * time.Second
+	// cacheCatchUp bounds the wait for the harness's own informers after
+	// an outage: client-go's reflector backoff can keep a watch away for
+	// about a minute, the test cluster's clients hold requests instead.
+	cacheCatchUp = 90 * time.Second
 
 	// Leader election of the failover scenario: short, so that the test is.
 	leaseDuration = 8 * time.Second

@@ -83,6 +83,20 @@ func (e *env) startWave(t *testing.T) *wave {
 	if len(w.before) != workloads {
 		t.Fatalf("found %d workload Deployments, want %d", len(w.before), workloads)
 	}
+	// The wave is counted from the harness's Deployment informer, which
+	// outlives each test. After an API server outage it may still be
+	// catching up with the previous wave; its late updates would count as
+	// this wave's restarts.
+	e.waitFor(t, cacheCatchUp, "the harness's Deployment cache to match the API server", func(context.Context) (bool, error) {
+		for key, d := range w.before {
+			ns, name, _ := strings.Cut(key, "/")
+			cached, err := e.wl.Deployments.Deployments(ns).Get(name)
+			if err != nil || cached.Spec.Template.Annotations[workload.RestartedForAnnotation] != d.restartedFor {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
 	patch := fmt.Sprintf(`{"spec":{"components":{"proxy":{"k8s":{"resources":{"requests":{"cpu":%q}}}}}}}`, w.cpu)
 	w.start = time.Now()
 	i, err := e.istios.OperatorV1alpha2().Istios(istioNamespace).Patch(t.Context(), istioName, types.MergePatchType, []byte(patch), metav1.PatchOptions{})
