@@ -105,7 +105,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	kube, err := kubernetes.NewForConfig(protobuf(cfg))
+	kube, err := kubernetes.NewForConfig(Protobuf(cfg))
 	if err != nil {
 		return err
 	}
@@ -351,10 +351,10 @@ func trimShared(obj any) (any, error) {
 	return StripManagedFields(obj)
 }
 
-// protobuf is cfg speaking protobuf, which built-in kinds support: decoding
+// Protobuf is cfg speaking protobuf, which built-in kinds support: decoding
 // the pod and workload watch streams costs a fraction of JSON's CPU. Clients
 // of custom resources keep JSON.
-func protobuf(cfg *rest.Config) *rest.Config {
+func Protobuf(cfg *rest.Config) *rest.Config {
 	c := rest.CopyConfig(cfg)
 	c.ContentType = "application/vnd.kubernetes.protobuf"
 	c.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"

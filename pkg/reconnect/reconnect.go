@@ -34,7 +34,7 @@ const DefaultInterval = 500 * time.Millisecond
 func Wrap(cfg *rest.Config, logger logr.Logger) {
 	o := &outage{logger: logger}
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
-		return &Transport{next: rt, interval: DefaultInterval, outage: o}
+		return newTransport(rt, o, DefaultInterval)
 	})
 }
 
@@ -47,9 +47,8 @@ type Transport struct {
 	outage   *outage
 }
 
-// NewTransport wraps next.
-func NewTransport(next http.RoundTripper, logger logr.Logger, interval time.Duration) *Transport {
-	return &Transport{next: next, interval: interval, outage: &outage{logger: logger}}
+func newTransport(next http.RoundTripper, o *outage, interval time.Duration) *Transport {
+	return &Transport{next: next, interval: interval, outage: o}
 }
 
 // RoundTrip implements http.RoundTripper.

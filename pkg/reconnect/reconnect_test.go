@@ -67,7 +67,7 @@ func newClient(t *testing.T) (*http.Client, *observed) {
 	base := &http.Transport{}
 	t.Cleanup(base.CloseIdleConnections)
 	o := &observed{next: base, refused: make(chan struct{}, 1)}
-	return &http.Client{Transport: NewTransport(o, logr.Discard(), testInterval)}, o
+	return &http.Client{Transport: newTransport(o, &outage{logger: logr.Discard()}, testInterval)}, o
 }
 
 func TestHeldUntilTheServerAccepts(t *testing.T) {
@@ -156,7 +156,7 @@ func (f *failing) RoundTrip(*http.Request) (*http.Response, error) {
 
 func TestOtherErrorsPassThrough(t *testing.T) {
 	f := &failing{}
-	tr := NewTransport(f, logr.Discard(), testInterval)
+	tr := newTransport(f, &outage{logger: logr.Discard()}, testInterval)
 	req, err := http.NewRequest(http.MethodGet, "http://127.0.0.1:1/", nil)
 	if err != nil {
 		t.Fatal(err)
@@ -172,7 +172,7 @@ func TestOtherErrorsPassThrough(t *testing.T) {
 func TestBodyThatCannotBeReadAgainIsNotRetried(t *testing.T) {
 	addr := closedAddr(t)
 	o := &observed{next: &http.Transport{}, refused: make(chan struct{}, 1)}
-	tr := NewTransport(o, logr.Discard(), testInterval)
+	tr := newTransport(o, &outage{logger: logr.Discard()}, testInterval)
 	req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/", io.NopCloser(strings.NewReader("once")))
 	if err != nil {
 		t.Fatal(err)

@@ -13,12 +13,12 @@ import (
 	"syscall"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/meshkeeper/istio-operator/pkg/operator"
 	"github.com/meshkeeper/istio-operator/test/operatorproc"
 )
 
@@ -46,9 +46,7 @@ func watchFloorMain(args []string) int {
 		return 1
 	}
 	cfg.QPS, cfg.Burst = 1000, 2000
-	cfg.ContentType = "application/vnd.kubernetes.protobuf"
-	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
-	cs, err := kubernetes.NewForConfig(cfg)
+	cs, err := kubernetes.NewForConfig(operator.Protobuf(cfg))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -66,7 +64,7 @@ func watchFloorMain(args []string) int {
 		f.Core().V1().Namespaces().Informer(),
 	} {
 		// The least any cache does: no managed fields.
-		if err := inf.SetTransform(cache.TransformFunc(stripManagedFields)); err != nil {
+		if err := inf.SetTransform(operator.StripManagedFields); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
@@ -82,13 +80,6 @@ func watchFloorMain(args []string) int {
 	<-ctx.Done()
 	f.Shutdown()
 	return 0
-}
-
-func stripManagedFields(obj any) (any, error) {
-	if m, err := meta.Accessor(obj); err == nil {
-		m.SetManagedFields(nil)
-	}
-	return obj, nil
 }
 
 // watchFloor is the running floor process, seen from the harness.

@@ -1,6 +1,8 @@
 // Package rollout reads the workload controllers' verdict on a rollout from
 // a workload's status: done, still rolling, or stuck. The ingress gateway
-// and proxy sidecar controllers both restart workloads and wait for them.
+// and proxy sidecar controllers both restart workloads and wait for them,
+// and the installer (istioclient.Ready) waits for Istio's Deployments by
+// the same rule as the gateway controller.
 package rollout
 
 import (
@@ -23,8 +25,6 @@ type Status struct {
 	// Observed is false while the workload controller has not yet seen
 	// the latest spec: its status then describes the previous one.
 	Observed bool
-	// Available counts the available replicas, for messages.
-	Available int32
 	// Updated and Desired count the replicas, for messages.
 	Updated, Desired int32
 	// Failed is the workload controller's reason the rollout does not
@@ -39,7 +39,7 @@ func OfDeployment(d *appsv1.Deployment) Status {
 	s := d.Status
 	observed := s.ObservedGeneration >= d.Generation
 	st := Status{
-		Updated: s.UpdatedReplicas, Desired: want, Available: s.AvailableReplicas, Observed: observed,
+		Updated: s.UpdatedReplicas, Desired: want, Observed: observed,
 		Done: observed && s.UpdatedReplicas >= want && s.AvailableReplicas >= want && s.Replicas == s.UpdatedReplicas,
 		// No pod of an older template is left (they count in Replicas,
 		// not in UpdatedReplicas), and the current one serves.
