@@ -228,18 +228,52 @@ func isIstiod(u *unstructured.Unstructured) bool {
 
 // MakePlan compares a rendering with the live objects.
 func MakePlan(r *Rendered, live LiveObjects) *Plan {
+	return new(Planner).Plan(r, live)
+}
+
+// Planner makes plans and remembers which live objects matched their
+// rendering. The installation controller plans on every sync, and every
+// condition another controller writes is a sync; comparing a whole
+// rendering costs about 4 ms and 3 MB of garbage, while the objects rarely
+// change. A live object is compared again only when its resourceVersion or
+// its rendering changes.
+type Planner struct {
+	mu      sync.Mutex
+	matched map[matchKey]bool
+}
+
+// matchKey identifies a comparison: the rendering (its hash covers every
+// object's content), the object, and the live object's version.
+type matchKey struct {
+	rendering, object string
+	uid               types.UID
+	resourceVersion   string
+}
+
+// Plan compares a rendering with the live objects.
+func (pl *Planner) Plan(r *Rendered, live LiveObjects) *Plan {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	last := pl.matched
+	pl.matched = map[matchKey]bool{}
 	p := &Plan{}
 	wanted := map[string]bool{}
 	for _, o := range r.Desired() {
 		wanted[o.Hash()] = true
 		cur := live.Get(o.GroupVersionKind(), o.GetNamespace(), o.GetName())
-		switch {
-		case cur == nil:
+		if cur == nil {
 			p.Apply = append(p.Apply, Change{o, "missing"})
-		default:
-			if d := Drift(o.Unstructured, cur); d != "" {
-				p.Apply = append(p.Apply, Change{o, d})
-			}
+			continue
+		}
+		k := matchKey{rendering: r.Hash, object: o.Hash(), uid: cur.GetUID(), resourceVersion: cur.GetResourceVersion()}
+		if k.resourceVersion != "" && last[k] {
+			pl.matched[k] = true
+			continue
+		}
+		if d := Drift(o.Unstructured, cur); d != "" {
+			p.Apply = append(p.Apply, Change{o, d})
+		} else if k.resourceVersion != "" {
+			pl.matched[k] = true
 		}
 	}
 	if tagWebhookExpected(r) && live.Get(mutatingWebhookGVK, "", TagWebhookName) == nil {

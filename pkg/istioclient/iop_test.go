@@ -494,7 +494,7 @@ type renderResult struct {
 	err error
 }
 
-func cachedRender(t *testing.T, spec *v1alpha2.IstioSpec) *Rendered {
+func cachedRender(t testing.TB, spec *v1alpha2.IstioSpec) *Rendered {
 	t.Helper()
 	key, err := json.Marshal(spec)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"istio.io/istio/operator/pkg/manifest"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
 )
@@ -69,12 +70,7 @@ func TestMakePlan(t *testing.T) {
 	}
 
 	// Drift: one edited image, one deleted object.
-	istiod := live.Get(schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}, Namespace, "istiod")
-	containers, _, _ := unstructured.NestedSlice(istiod.Object, "spec", "template", "spec", "containers")
-	containers[0].(map[string]any)["image"] = "example.com/pilot:evil"
-	if err := unstructured.SetNestedSlice(istiod.Object, containers, "spec", "template", "spec", "containers"); err != nil {
-		t.Fatal(err)
-	}
+	editIstiodImage(t, live, "example.com/pilot:evil")
 	delete(live, liveKey(schema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}, Namespace, "istio"))
 	p := MakePlan(r, live)
 	if len(p.Apply) != 2 || len(p.Prune) != 0 {
@@ -188,5 +184,87 @@ func TestDesiredSharesTheRenderedObjects(t *testing.T) {
 	}
 	if n != len(desired) {
 		t.Errorf("the sets hold %d objects, Desired %d", n, len(desired))
+	}
+}
+
+// A Planner compares a live object again only when its resourceVersion or
+// the rendering changed: an edit of istiod's image shows once its version
+// moves.
+func TestPlannerComparesChangedObjectsOnly(t *testing.T) {
+	r := mustRender(t, &v1alpha2.IstioSpec{})
+	live := versioned(installed(r))
+	var pl Planner
+	if p := pl.Plan(r, live); !p.Empty() {
+		t.Fatalf("an up-to-date cluster needs %s", p.Summary())
+	}
+
+	istiod := editIstiodImage(t, live, "example.com/pilot:evil")
+	if p := pl.Plan(r, live); !p.Empty() {
+		t.Fatalf("compared istiod again at the same resourceVersion: %s", p.Summary())
+	}
+	istiod.SetResourceVersion("2")
+	p := pl.Plan(r, live)
+	if len(p.Apply) != 1 || !strings.Contains(p.Summary(), "Deployment istio-system/istiod (.spec.template.spec.containers.0.image is example.com/pilot:evil") {
+		t.Fatalf("after the edit: %s", p.Summary())
+	}
+	// Nothing is remembered for a drifted object: it is reported again.
+	if p := pl.Plan(r, live); len(p.Apply) != 1 {
+		t.Fatalf("the second plan after the edit: %s", p.Summary())
+	}
+
+	// Another rendering compares every object again.
+	other := mustRender(t, &v1alpha2.IstioSpec{Config: v1alpha2.Config{NumTrustedProxies: ptrTo(int64(2))}})
+	if p := pl.Plan(other, live); p.Empty() {
+		t.Fatal("a new configuration needs nothing")
+	}
+}
+
+// editIstiodImage changes the image of istiod's first container in place.
+func editIstiodImage(t *testing.T, live fakeLive, image string) *unstructured.Unstructured {
+	t.Helper()
+	istiod := live.Get(schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}, Namespace, "istiod")
+	containers, _, _ := unstructured.NestedSlice(istiod.Object, "spec", "template", "spec", "containers")
+	containers[0].(map[string]any)["image"] = image
+	if err := unstructured.SetNestedSlice(istiod.Object, containers, "spec", "template", "spec", "containers"); err != nil {
+		t.Fatal(err)
+	}
+	return istiod
+}
+
+// versioned gives every live object a UID and a resourceVersion, as the API
+// server does.
+func versioned(live fakeLive) fakeLive {
+	for k, u := range live {
+		u.SetUID(types.UID("uid-" + k))
+		u.SetResourceVersion("1")
+	}
+	return live
+}
+
+// BenchmarkPlannerUnchanged is the same check by the installation
+// controller's Planner, which compared every object on an earlier sync.
+func BenchmarkPlannerUnchanged(b *testing.B) {
+	r := cachedRender(b, &v1alpha2.IstioSpec{})
+	live := versioned(installed(r))
+	var pl Planner
+	pl.Plan(r, live)
+	b.ReportAllocs()
+	for b.Loop() {
+		if p := pl.Plan(r, live); !p.Empty() {
+			b.Fatalf("plan of an unchanged installation: %s", p.Summary())
+		}
+	}
+}
+
+// BenchmarkMakePlan is the drift check of an installation sync with nothing
+// to do: the whole rendering against live objects that match it.
+func BenchmarkMakePlan(b *testing.B) {
+	r := cachedRender(b, &v1alpha2.IstioSpec{})
+	live := installed(r)
+	b.ReportAllocs()
+	for b.Loop() {
+		if p := MakePlan(r, live); !p.Empty() {
+			b.Fatalf("plan of an unchanged installation: %s", p.Summary())
+		}
 	}
 }

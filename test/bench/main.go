@@ -48,6 +48,8 @@ type options struct {
 	Workers        int           `json:"operatorWorkers"`
 	APIQPS         float64       `json:"operatorAPIQPS"`
 	APIBurst       int           `json:"operatorAPIBurst"`
+	// GOMAXPROCS of the operator; 0 leaves Go's default.
+	GOMAXPROCS int `json:"operatorGOMAXPROCS"`
 
 	// Not part of the results.
 	pacingFlags    bool          // the binary has the pacing flags
@@ -60,6 +62,20 @@ type options struct {
 	// CPUProfile, when positive, records the operator's CPU profile for that
 	// long from the start of the unpaced wave.
 	CPUProfile time.Duration `json:"-"`
+}
+
+// deployedGOMAXPROCS is the operator's GOMAXPROCS as deployed:
+// deploy/base/deployment.yaml sets it from the container's CPU limit of 1.
+// The benchmark runs the operator the same way (TestDeployedGOMAXPROCS).
+const deployedGOMAXPROCS = 1
+
+// operatorEnv is the environment the operator (and the watch floor, to
+// compare like with like) runs with, beyond the harness's own.
+func (o options) operatorEnv() []string {
+	if o.GOMAXPROCS > 0 {
+		return []string{fmt.Sprintf("GOMAXPROCS=%d", o.GOMAXPROCS)}
+	}
+	return nil
 }
 
 func parseFlags(args []string) (options, error) {
@@ -77,6 +93,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.Workers, "operator-workers", 4, "The operator's --workers.")
 	fs.Float64Var(&o.APIQPS, "operator-qps", 1000, "The operator's --kube-api-qps (the cluster runs without limits).")
 	fs.IntVar(&o.APIBurst, "operator-burst", 2000, "The operator's --kube-api-burst.")
+	fs.IntVar(&o.GOMAXPROCS, "operator-gomaxprocs", deployedGOMAXPROCS, "The operator's GOMAXPROCS. The default is what the deploy manifest gives it (its CPU limit); 0 leaves Go's default, the machine's cores.")
 	fs.StringVar(&o.Binary, "operator-binary", "", "A built operator binary. Default: build bin/istio-operator.")
 	fs.StringVar(&o.OutDir, "out", "", "Directory of bench-results.{json,md}. Default: the repository root.")
 	fs.DurationVar(&o.Settle, "settle", 5*time.Second, "How long to keep watching after a wave has converged, to catch late or repeated patches.")

@@ -429,8 +429,8 @@ func (r *report) markdown() string {
 		r.Started.Format(time.RFC3339), r.Commit, m.CPUs, m.CPUModel, m.MemoryMiB, m.Kernel, m.Go)
 	fmt.Fprintf(&b, "Scenario at each size: Deployments x %d pods in %d namespaces on %d kwok nodes; Istio installed by Istio's library, removed, "+
 		"installed by the operator; numTrustedProxies changed to %s; unpaced wave to a sidecar CPU request of %s, "+
-		"paced wave (restartsPerSecond %s) to %s; idle %s. Operator: --workers %d, --kube-api-qps %g, --kube-api-burst %d.\n",
-		o.Pods, o.Namespaces, o.Nodes, o.TrustedProxies, o.UnpacedCPU, o.PacedRate, o.PacedCPU, o.IdleText, o.Workers, o.APIQPS, o.APIBurst)
+		"paced wave (restartsPerSecond %s) to %s; idle %s. Operator: --workers %d, --kube-api-qps %g, --kube-api-burst %d, GOMAXPROCS %s.\n",
+		o.Pods, o.Namespaces, o.Nodes, o.TrustedProxies, o.UnpacedCPU, o.PacedRate, o.PacedCPU, o.IdleText, o.Workers, o.APIQPS, o.APIBurst, gomaxprocsText(o.GOMAXPROCS))
 	for _, res := range r.Sizes {
 		fmt.Fprintf(&b, "\n## %d Deployments x %d pods\n\n", res.Workloads, o.Pods)
 		res.markdown(&b)
@@ -559,4 +559,11 @@ func (r *report) write(dir, root string) error {
 	fmt.Println(md)
 	progress("wrote %s and %s; %d of the targets missed", jsonPath, mdPath, failed)
 	return nil
+}
+
+func gomaxprocsText(n int) string {
+	if n > 0 {
+		return fmt.Sprint(n)
+	}
+	return "Go's default"
 }

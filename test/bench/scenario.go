@@ -190,7 +190,7 @@ func runSize(ctx context.Context, o options, root string, res *results) (err err
 	}
 	logPath := filepath.Join(root, ".cache", "bench", "operator.log")
 	progress("starting the operator (log: %s)", logPath)
-	if s.op, err = operatorproc.Start(o.Binary, logPath, args); err != nil {
+	if s.op, err = operatorproc.Start(o.Binary, logPath, args, o.operatorEnv()); err != nil {
 		return err
 	}
 	cleanups = append(cleanups, func() error {
@@ -239,7 +239,7 @@ func runSize(ctx context.Context, o options, root string, res *results) (err err
 		return err
 	}
 	progress("starting the watch floor: bare informers of the kinds the operator follows")
-	if s.floor, err = startWatchFloor(ctx, c.Kubeconfig); err != nil {
+	if s.floor, err = startWatchFloor(ctx, c.Kubeconfig, o.operatorEnv()); err != nil {
 		return err
 	}
 	cleanups = append(cleanups, s.floor.stop)

@@ -87,14 +87,15 @@ type watchFloor struct {
 	cmd *exec.Cmd
 }
 
-// startWatchFloor starts the floor process against kubeconfig and waits
-// until its caches synced.
-func startWatchFloor(ctx context.Context, kubeconfig string) (*watchFloor, error) {
+// startWatchFloor starts the floor process against kubeconfig, with the
+// operator's runtime settings in env, and waits until its caches synced.
+func startWatchFloor(ctx context.Context, kubeconfig string, env []string) (*watchFloor, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(self, watchFloorCommand, kubeconfig)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

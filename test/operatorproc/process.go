@@ -76,8 +76,9 @@ func SupportedFlags(ctx context.Context, binary string) (map[string]bool, error)
 // Start starts binary with args plus free loopback ports for metrics and
 // health, logging to logPath. The child gets its own process group, so a
 // Ctrl-C reaches only the harness, which then stops the operator first and
-// the cluster after it; and it gets SIGTERM should the harness die.
-func Start(binary, logPath string, args []string) (*Process, error) {
+// the cluster after it; and it gets SIGTERM should the harness die. env
+// (KEY=value) is added to the harness's own environment.
+func Start(binary, logPath string, args, env []string) (*Process, error) {
 	metricsAddr, err := FreeAddr()
 	if err != nil {
 		return nil, err
@@ -99,6 +100,7 @@ func Start(binary, logPath string, args []string) (*Process, error) {
 		"--log-format", "console",
 	}, args...)
 	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {

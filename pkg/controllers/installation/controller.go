@@ -66,6 +66,7 @@ type Controller struct {
 	clock     clock.PassiveClock
 
 	live      *liveObjects
+	planner   istioclient.Planner
 	installer *istioclient.Installer
 	istioKube kube.CLIClient
 

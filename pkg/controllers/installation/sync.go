@@ -128,7 +128,7 @@ func (c *Controller) reconcile(ctx context.Context, istio *v1alpha2.Istio) (queu
 			fmt.Sprintf("Rendering Istio %s failed: %v.", istioclient.Version, err))
 	}
 
-	plan := istioclient.MakePlan(r, c.live)
+	plan := c.planner.Plan(r, c.live)
 	if !plan.Empty() {
 		if c.namespaceTerminating() {
 			// The previous installation's uninstall is still removing it;

@@ -168,7 +168,7 @@ func (e *env) startOperator(t *testing.T, name string, extra ...string) *operato
 		"--proxy-restarts-per-second", "20",
 	}, extra...)
 	logPath := filepath.Join(e.logDir, t.Name(), name+".log")
-	p, err := operatorproc.Start(e.binary, logPath, args)
+	p, err := operatorproc.Start(e.binary, logPath, args, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
