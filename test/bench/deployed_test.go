@@ -27,8 +27,11 @@ func TestDeployedGOMAXPROCS(t *testing.T) {
 			if e.Name != "GOMAXPROCS" {
 				continue
 			}
+			if e.ValueFrom == nil || e.ValueFrom.ResourceFieldRef == nil {
+				t.Fatalf("GOMAXPROCS is %q, want it taken from the CPU limit", e.Value)
+			}
 			ref := e.ValueFrom.ResourceFieldRef
-			if ref == nil || ref.Resource != "limits.cpu" || !(ref.Divisor.IsZero() || ref.Divisor.MilliValue() == 1000) {
+			if ref.Resource != "limits.cpu" || !(ref.Divisor.IsZero() || ref.Divisor.MilliValue() == 1000) {
 				t.Fatalf("GOMAXPROCS comes from %+v, want the CPU limit in cores", e.ValueFrom)
 			}
 			limit := c.Resources.Limits.Cpu().MilliValue()
