@@ -1,0 +1,125 @@
+package istioclient
+
+import (
+	"reflect"
+	"testing"
+
+	"istio.io/istio/operator/pkg/component"
+	"istio.io/istio/operator/pkg/manifest"
+
+	"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
+)
+
+// Render takes the base chart's CRDs as they are and relabels them; the
+// result must be what Istio's own rendering gives, for every spec the
+// field cases cover.
+func TestRenderFastCRDs(t *testing.T) {
+	specs := map[string]v1alpha2.IstioSpec{"default": {}}
+	for name, tc := range fieldCases() {
+		specs[name] = tc.spec
+	}
+	for name, spec := range specs {
+		t.Run(name, func(t *testing.T) {
+			iop, err := DesiredIstioOperator(&spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !crdLabelsReplaceable(iop) {
+				t.Fatal("the operator's IstioOperator does not take the fast path")
+			}
+			got := cachedRender(t, &spec)
+			wantSets, wantMerged, err := generate(iop, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got.Merged, wantMerged) {
+				t.Error("the merged IstioOperator differs from Istio's")
+			}
+			gotObjs, wantObjs := byComponentAndHash(got.Sets), byComponentAndHash(wantSets)
+			for key, want := range wantObjs {
+				g, ok := gotObjs[key]
+				switch {
+				case !ok:
+					t.Errorf("%s is missing", key)
+				case !reflect.DeepEqual(g.Object, want.Object):
+					t.Errorf("%s differs from Istio's rendering: labels %v, want %v", key, g.GetLabels(), want.GetLabels())
+				}
+			}
+			for key := range gotObjs {
+				if _, ok := wantObjs[key]; !ok {
+					t.Errorf("%s is not in Istio's rendering", key)
+				}
+			}
+			if n := len(manifest.ExtractComponent(wantSets, component.BaseComponentName)); n < 10 {
+				t.Errorf("Istio's rendering has %d base objects, expected its CRDs", n)
+			}
+		})
+	}
+}
+
+// The fast path is only for what it reproduces: a spec that sets the CRD
+// templating or excludes CRDs is rendered by Istio alone.
+func TestRenderFastCRDsOnlyWhenEquivalent(t *testing.T) {
+	iop, err := DesiredIstioOperator(&v1alpha2.IstioSpec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, value := range map[string]any{
+		"spec.values.base.excludedCRDs":       []any{"wasmplugins.extensions.istio.io"},
+		"spec.values.base.enableCRDTemplates": true,
+		"spec.components.base.enabled":        false,
+	} {
+		changed := iop.DeepClone()
+		if err := changed.SetPath(path, value); err != nil {
+			t.Fatal(err)
+		}
+		if crdLabelsReplaceable(changed) {
+			t.Errorf("with %s set, the CRDs are not only relabelled", path)
+		}
+	}
+	excluded := iop.DeepClone()
+	if err := excluded.SetPath("spec.values.base.excludedCRDs", []any{"wasmplugins.extensions.istio.io"}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Render(excluded, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range r.Objects() {
+		if o.GetKind() == "CustomResourceDefinition" && o.GetName() == "wasmplugins.extensions.istio.io" {
+			t.Error("an excluded CRD was rendered")
+		}
+	}
+}
+
+func byComponentAndHash(sets []manifest.ManifestSet) map[string]manifest.Manifest {
+	out := map[string]manifest.Manifest{}
+	for _, s := range sets {
+		for _, m := range s.Manifests {
+			out[string(s.Component)+" "+m.Hash()] = m
+		}
+	}
+	return out
+}
+
+// BenchmarkRender renders the default Istio resource, the work of every
+// change to its spec: as the operator does, and as Istio alone does.
+func BenchmarkRender(b *testing.B) {
+	iop, err := DesiredIstioOperator(&v1alpha2.IstioSpec{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for name, render := range map[string]func() error{
+		"operator": func() error { _, err := Render(iop, nil); return err },
+		"istio":    func() error { _, _, err := generate(iop, nil); return err },
+	} {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := render(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
