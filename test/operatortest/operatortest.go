@@ -198,15 +198,27 @@ func NewWrites(t *testing.T, before map[string]float64) map[string]float64 {
 // include match.
 func Counter(t *testing.T, name string, match map[string]string) float64 {
 	t.Helper()
-	var sum float64
+	return sum(t, name, match, func(m *dto.Metric) float64 { return m.GetCounter().GetValue() })
+}
+
+// Gauge sums the gauge family name over the series whose labels include
+// match.
+func Gauge(t *testing.T, name string, match map[string]string) float64 {
+	t.Helper()
+	return sum(t, name, match, func(m *dto.Metric) float64 { return m.GetGauge().GetValue() })
+}
+
+func sum(t *testing.T, name string, match map[string]string, value func(*dto.Metric) float64) float64 {
+	t.Helper()
+	var total float64
 	for _, m := range gather(t, name) {
 		ok := true
 		for k, v := range match {
 			ok = ok && label(m, k) == v
 		}
 		if ok {
-			sum += m.GetCounter().GetValue()
+			total += value(m)
 		}
 	}
-	return sum
+	return total
 }

@@ -243,7 +243,7 @@ func podMismatch(p *corev1.Pod, cpu string, want resource.Quantity) string {
 	if p.Status.Phase != corev1.PodRunning {
 		return "phase " + string(p.Status.Phase)
 	}
-	if !podReady(p) {
+	if !PodReady(p) {
 		return "not Ready"
 	}
 	proxy := ProxyContainer(p)
@@ -259,13 +259,22 @@ func podMismatch(p *corev1.Pod, cpu string, want resource.Quantity) string {
 	return ""
 }
 
-func podReady(p *corev1.Pod) bool {
+// PodReady reports whether the pod's Ready condition is True.
+func PodReady(p *corev1.Pod) bool {
 	for _, c := range p.Status.Conditions {
 		if c.Type == corev1.PodReady {
 			return c.Status == corev1.ConditionTrue
 		}
 	}
 	return false
+}
+
+// ProxyImage is the image of the pod's istio-proxy, or "".
+func ProxyImage(p *corev1.Pod) string {
+	if c := ProxyContainer(p); c != nil {
+		return c.Image
+	}
+	return ""
 }
 
 // ProxyContainer finds istio-proxy, a classic or a native sidecar.

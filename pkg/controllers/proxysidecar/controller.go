@@ -84,6 +84,18 @@ const (
 	// workloadRecheck is the safety net of a rolling workload; its own
 	// status events normally come first.
 	workloadRecheck = 30 * time.Second
+	// evictionRetry is how soon an eviction refused by a
+	// PodDisruptionBudget is tried again.
+	evictionRetry = 5 * time.Second
+	// EvictionBlockedAfter bounds how long a workload restarted by eviction
+	// may keep being refused by a PodDisruptionBudget before it is reported
+	// blocked (named in the condition, a Warning Event on the workload) and
+	// gives up its rollout slot, so that the rest of the wave goes on.
+	EvictionBlockedAfter = 2 * time.Minute
+	// evictionBlockedRetry is how often the eviction of a workload reported
+	// blocked is tried again, without a slot, so that it finishes on its own
+	// once the budget allows a disruption.
+	evictionBlockedRetry = AttentionInterval
 	// kymaNamespace holds Kyma's own workloads, restarted first.
 	kymaNamespace = "kyma-system"
 )
@@ -117,6 +129,7 @@ type Controller struct {
 	mu           sync.Mutex
 	desired      map[types.UID]desiredAt // DesiredProxy per resource and generation
 	lastProgress map[Key]time.Time       // last condition write per resource
+	refusals     map[Key]*refusal        // evictions a PodDisruptionBudget refuses
 }
 
 type desiredAt struct {
@@ -168,6 +181,7 @@ func New(_ context.Context, d *operator.Deps) (operator.Controller, error) {
 		restartEvents: newRestartEvents(d.RestartEvents),
 		desired:       map[types.UID]desiredAt{},
 		lastProgress:  map[Key]time.Time{},
+		refusals:      map[Key]*refusal{},
 	}
 	c.loop = queue.New(queue.Config[Key]{Name: Name, Clock: d.Clock}, c.sync)
 

@@ -2,6 +2,7 @@ package proxysidecar
 
 import (
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 
@@ -19,6 +20,14 @@ const (
 	proxyContainer             = "istio-proxy"
 	initContainer              = "istio-init"
 	validationContainer        = "istio-validation"
+	// labelRevision names the control plane whose injector injected a pod.
+	labelRevision = "istio.io/rev"
+	// operatorRevision is the revision the operator installs; a pod without
+	// the label, or with an empty one, belongs to it too.
+	operatorRevision = "default"
+	// annotationLimitRanger is set by the API server's LimitRanger admission
+	// plugin on a pod whose requests or limits it defaulted.
+	annotationLimitRanger = "kubernetes.io/limit-ranger"
 )
 
 // injected reports whether Istio's injector injected the pod.
@@ -27,16 +36,27 @@ func injected(pod *corev1.Pod) bool {
 	return ok
 }
 
+// otherRevision reports whether the pod was injected by the control plane
+// of another Istio revision: that control plane, not the operator, decides
+// its proxy, so the pod is neither outdated nor counted.
+func otherRevision(pod *corev1.Pod) bool {
+	rev := pod.Labels[labelRevision]
+	return rev != "" && rev != operatorRevision
+}
+
 // live reports whether a pod counts: not terminating and not finished.
 func live(pod *corev1.Pod) bool {
 	return pod.DeletionTimestamp == nil && pod.Status.Phase != corev1.PodSucceeded && pod.Status.Phase != corev1.PodFailed
 }
 
-// outdated says why an injected pod's sidecar differs from the desired
-// proxy, or "" when it does not (or when the pod is not the operator's to
-// judge: it is not injected, or it pins its own proxy image).
+// outdated says why an injected pod's sidecar differs from what the
+// injector would give it now, or "" when it does not (or when the pod is not
+// the operator's to judge: it is not injected, another revision injected
+// it, or it pins its own proxy image). What admission controllers do to a
+// pod after the injector (a registry mirror or a digest in the image, a
+// LimitRange's defaults) is not a difference: restarting would not undo it.
 func outdated(pod *corev1.Pod, want *istioclient.Proxy) string {
-	if !injected(pod) {
+	if !injected(pod) || otherRevision(pod) {
 		return ""
 	}
 	if _, pinned := pod.Annotations[annotationProxyImage]; pinned {
@@ -46,12 +66,12 @@ func outdated(pod *corev1.Pod, want *istioclient.Proxy) string {
 	if proxy == nil {
 		return ""
 	}
-	if proxy.Image != want.Image {
+	if !sameImage(proxy.Image, want.Image) {
 		return fmt.Sprintf("proxy image %s, want %s", proxy.Image, want.Image)
 	}
 	// With any of the resource annotations, Istio takes the proxy's resources
 	// from the annotations alone: the Istio resource does not reach the pod.
-	if !hasResourceAnnotations(pod) && !sameResources(proxy.Resources, want.Resources) {
+	if !hasResourceAnnotations(pod) && !sameResources(proxy.Resources, want.Resources, limitRanged(pod, proxy)) {
 		return "proxy resources differ from the Istio resource's"
 	}
 	for _, c := range pod.Spec.InitContainers {
@@ -96,18 +116,130 @@ func hasResourceAnnotations(pod *corev1.Pod) bool {
 	return false
 }
 
-// sameResources compares CPU and memory requests and limits by value
-// ("1000m" equals "1"); an absent entry equals an absent entry only.
-func sameResources(a, b corev1.ResourceRequirements) bool {
-	return sameList(a.Requests, b.Requests) && sameList(a.Limits, b.Limits)
+// imageRef is an image reference split into the parts that say what runs.
+type imageRef struct {
+	path   []string // repository path without the registry host
+	tag    string
+	digest string
 }
 
-func sameList(a, b corev1.ResourceList) bool {
-	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
-		qa, okA := a[name]
-		qb, okB := b[name]
-		if okA != okB || (okA && qa.Cmp(qb) != 0) {
+// parseImage splits [host[:port]/]path[:tag][@digest]. The first element is
+// a registry host when it has a dot or a port or is "localhost", as in the
+// container runtimes' own parsing.
+func parseImage(s string) imageRef {
+	var r imageRef
+	if i := strings.IndexByte(s, '@'); i >= 0 {
+		s, r.digest = s[:i], s[i+1:]
+	}
+	if i := strings.LastIndexByte(s, ':'); i > strings.LastIndexByte(s, '/') {
+		s, r.tag = s[:i], s[i+1:]
+	}
+	r.path = strings.Split(s, "/")
+	if first := r.path[0]; len(r.path) > 1 && (strings.ContainsAny(first, ".:") || first == "localhost") {
+		r.path = r.path[1:]
+	}
+	return r
+}
+
+// sameImage reports whether a pod's proxy image is the wanted one, as far
+// as what runs is concerned. A registry mirror that an admission controller
+// or the runtime configuration substitutes changes the host and may prefix
+// the path (mirror.example.com/dockerhub/istio/proxyv2), so repositories
+// match when their trailing path elements agree. The tag decides; a digest
+// added beside it (digest pinning) does not. An image pinned by digest
+// alone, in the wanted repository, counts as the wanted one: its version
+// cannot be read from the pod, and restarting would only pin it again. An
+// image without tag or digest is "latest".
+func sameImage(got, want string) bool {
+	if got == want {
+		return true
+	}
+	g, w := parseImage(got), parseImage(want)
+	n := min(len(g.path), len(w.path))
+	for i := 1; i <= n; i++ {
+		if g.path[len(g.path)-i] != w.path[len(w.path)-i] {
 			return false
+		}
+	}
+	switch {
+	case g.tag != "" && w.tag != "":
+		return g.tag == w.tag
+	case g.digest != "" && w.digest != "":
+		return g.digest == w.digest
+	case g.tag == "" && g.digest != "":
+		return true
+	case g.tag == "" && g.digest == "":
+		return w.tag == "latest" || (w.tag == "" && w.digest == "")
+	}
+	return false
+}
+
+// limitRanged is the set of the proxy's requests and limits that the
+// LimitRanger admission plugin set, from its annotation on the pod:
+// "LimitRanger plugin set: cpu, memory request for container istio-proxy;
+// cpu limit for init container istio-proxy".
+func limitRanged(pod *corev1.Pod, proxy *corev1.Container) map[resourceEntry]bool {
+	a, ok := pod.Annotations[annotationLimitRanger]
+	if !ok {
+		return nil
+	}
+	a = strings.TrimPrefix(a, "LimitRanger plugin set: ")
+	out := map[resourceEntry]bool{}
+	for _, part := range strings.Split(a, "; ") {
+		var kind string
+		var names, rest string
+		if i := strings.Index(part, " request for "); i >= 0 {
+			kind, names, rest = "request", part[:i], part[i+len(" request for "):]
+		} else if i := strings.Index(part, " limit for "); i >= 0 {
+			kind, names, rest = "limit", part[:i], part[i+len(" limit for "):]
+		} else {
+			continue
+		}
+		if rest != "container "+proxy.Name && rest != "init container "+proxy.Name {
+			continue
+		}
+		for _, n := range strings.Split(names, ", ") {
+			out[resourceEntry{kind: kind, name: corev1.ResourceName(n)}] = true
+		}
+	}
+	return out
+}
+
+// resourceEntry is one request or limit of one resource.
+type resourceEntry struct {
+	kind string // "request" or "limit"
+	name corev1.ResourceName
+}
+
+// sameResources compares the pod's CPU and memory requests and limits
+// (got) with the desired ones by value ("1000m" equals "1"). An entry the
+// desired proxy sets must be there with that value. One it does not set is
+// a difference (the injector would now leave it out) unless the LimitRanger
+// set it (setByLimitRange) or, for a request, the API server copied it from
+// the limit the desired proxy sets.
+func sameResources(got, want corev1.ResourceRequirements, setByLimitRange map[resourceEntry]bool) bool {
+	for _, name := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		for _, e := range []struct {
+			kind      string
+			got, want corev1.ResourceList
+		}{{"request", got.Requests, want.Requests}, {"limit", got.Limits, want.Limits}} {
+			qg, okG := e.got[name]
+			qw, okW := e.want[name]
+			switch {
+			case okW:
+				if !okG || qg.Cmp(qw) != 0 {
+					return false
+				}
+			case !okG, setByLimitRange[resourceEntry{kind: e.kind, name: name}]:
+			case e.kind == "request":
+				// A container with a limit and no request gets the limit as
+				// its request.
+				if lw, ok := want.Limits[name]; !ok || qg.Cmp(lw) != 0 {
+					return false
+				}
+			default:
+				return false
+			}
 		}
 	}
 	return true

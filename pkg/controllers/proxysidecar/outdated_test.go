@@ -101,6 +101,49 @@ func TestOutdated(t *testing.T) {
 			delete(p.Annotations, annotationSidecarStatus)
 			p.Spec.Containers[1].Image = "old"
 		}, ""},
+		"registry mirror": {func(p *corev1.Pod) {
+			p.Spec.Containers[1].Image = "mirror.example.com/istio/proxyv2:" + istioclient.Version
+		}, ""},
+		"registry mirror with a port and a path prefix": {func(p *corev1.Pod) {
+			p.Spec.Containers[1].Image = "harbor.example.com:5000/dockerhub-proxy/istio/proxyv2:" + istioclient.Version
+		}, ""},
+		"registry mirror, old tag": {func(p *corev1.Pod) {
+			p.Spec.Containers[1].Image = "mirror.example.com/istio/proxyv2:1.30.2"
+		}, "proxy image"},
+		"digest added beside the tag": {func(p *corev1.Pod) {
+			p.Spec.Containers[1].Image = "docker.io/istio/proxyv2:" + istioclient.Version + "@sha256:0123456789abcdef"
+		}, ""},
+		"old tag with a digest": {func(p *corev1.Pod) {
+			p.Spec.Containers[1].Image = "docker.io/istio/proxyv2:1.30.2@sha256:0123456789abcdef"
+		}, "proxy image"},
+		"digest only, same repository": {func(p *corev1.Pod) {
+			p.Spec.Containers[1].Image = "mirror.example.com/istio/proxyv2@sha256:0123456789abcdef"
+		}, ""},
+		"digest only, other repository": {func(p *corev1.Pod) {
+			p.Spec.Containers[1].Image = "docker.io/istio/pilot@sha256:0123456789abcdef"
+		}, "proxy image"},
+		"other repository, same tag": {func(p *corev1.Pod) {
+			p.Spec.Containers[1].Image = "docker.io/example/envoy:" + istioclient.Version
+		}, "proxy image"},
+		"no tag": {func(p *corev1.Pod) { p.Spec.Containers[1].Image = "docker.io/istio/proxyv2" }, "proxy image"},
+		"a limit the Istio resource sets, missing": {func(p *corev1.Pod) {
+			delete(p.Spec.Containers[1].Resources.Limits, corev1.ResourceMemory)
+		}, "resources"},
+		"a resource the injector does not compare": {func(p *corev1.Pod) {
+			p.Spec.Containers[1].Resources.Limits[corev1.ResourceEphemeralStorage] = resource.MustParse("1Gi")
+		}, ""},
+		"another revision, old image": {func(p *corev1.Pod) {
+			p.Labels = map[string]string{labelRevision: "canary"}
+			p.Spec.Containers[1].Image = "docker.io/istio/proxyv2:1.30.2"
+		}, ""},
+		"the default revision named, old image": {func(p *corev1.Pod) {
+			p.Labels = map[string]string{labelRevision: "default"}
+			p.Spec.Containers[1].Image = "docker.io/istio/proxyv2:1.30.2"
+		}, "proxy image"},
+		"an empty revision, old image": {func(p *corev1.Pod) {
+			p.Labels = map[string]string{labelRevision: ""}
+			p.Spec.Containers[1].Image = "docker.io/istio/proxyv2:1.30.2"
+		}, "proxy image"},
 		"native sidecar, old image": {func(p *corev1.Pod) {
 			proxy := p.Spec.Containers[1]
 			proxy.Image = "docker.io/istio/proxyv2:1.30.2"
@@ -128,6 +171,111 @@ func TestOutdated(t *testing.T) {
 	}
 }
 
+// Only the requests and limits the injector sets are compared: one the
+// desired proxy does not set is not a difference when the LimitRanger
+// admission plugin set it (its annotation says so) or when the API server
+// copied the request from the limit; otherwise it is (the setting was
+// removed from the Istio resource, and the injector would now leave it out).
+func TestOutdatedResources(t *testing.T) {
+	q := resource.MustParse
+	list := func(cpu, mem string) corev1.ResourceList {
+		l := corev1.ResourceList{}
+		if cpu != "" {
+			l[corev1.ResourceCPU] = q(cpu)
+		}
+		if mem != "" {
+			l[corev1.ResourceMemory] = q(mem)
+		}
+		return l
+	}
+	const limitRangedLimits = "LimitRanger plugin set: cpu, memory limit for container istio-proxy"
+	cases := map[string]struct {
+		want, got   corev1.ResourceRequirements
+		limitRanger string // the pod's kubernetes.io/limit-ranger annotation
+		native      bool   // the proxy is a native sidecar
+		outdated    bool
+	}{
+		"equal": {
+			want: corev1.ResourceRequirements{Requests: list("10m", "64Mi"), Limits: list("1", "1Gi")},
+			got:  corev1.ResourceRequirements{Requests: list("10m", "64Mi"), Limits: list("1000m", "1024Mi")},
+		},
+		"limits from a LimitRange": {
+			want:        corev1.ResourceRequirements{Requests: list("10m", "64Mi")},
+			got:         corev1.ResourceRequirements{Requests: list("10m", "64Mi"), Limits: list("2", "2Gi")},
+			limitRanger: limitRangedLimits,
+		},
+		"limits from a LimitRange, native sidecar": {
+			want:        corev1.ResourceRequirements{Requests: list("10m", "64Mi")},
+			got:         corev1.ResourceRequirements{Requests: list("10m", "64Mi"), Limits: list("2", "")},
+			limitRanger: "LimitRanger plugin set: cpu limit for init container istio-proxy",
+			native:      true,
+		},
+		"a request and a limit from a LimitRange": {
+			want:        corev1.ResourceRequirements{Requests: list("10m", "")},
+			got:         corev1.ResourceRequirements{Requests: list("10m", "100Mi"), Limits: list("", "1Gi")},
+			limitRanger: "LimitRanger plugin set: memory request for container istio-proxy; memory limit for container istio-proxy",
+		},
+		"the LimitRange set another container's limits": {
+			want:        corev1.ResourceRequirements{Requests: list("10m", "64Mi")},
+			got:         corev1.ResourceRequirements{Requests: list("10m", "64Mi"), Limits: list("2", "2Gi")},
+			limitRanger: "LimitRanger plugin set: cpu, memory limit for container app",
+			outdated:    true,
+		},
+		"a limit removed from the Istio resource": {
+			want:     corev1.ResourceRequirements{Requests: list("10m", "64Mi")},
+			got:      corev1.ResourceRequirements{Requests: list("10m", "64Mi"), Limits: list("2", "")},
+			outdated: true,
+		},
+		"a request copied from the limit": {
+			want: corev1.ResourceRequirements{Limits: list("500m", "")},
+			got:  corev1.ResourceRequirements{Requests: list("500m", ""), Limits: list("500m", "")},
+		},
+		"a request other than the limit": {
+			want:     corev1.ResourceRequirements{Limits: list("500m", "")},
+			got:      corev1.ResourceRequirements{Requests: list("100m", ""), Limits: list("500m", "")},
+			outdated: true,
+		},
+		"a value the Istio resource sets, missing": {
+			want:        corev1.ResourceRequirements{Requests: list("10m", "64Mi"), Limits: list("1", "")},
+			got:         corev1.ResourceRequirements{Requests: list("10m", "64Mi")},
+			limitRanger: limitRangedLimits,
+			outdated:    true,
+		},
+		"another value than the Istio resource's": {
+			want:        corev1.ResourceRequirements{Requests: list("10m", "64Mi"), Limits: list("1", "")},
+			got:         corev1.ResourceRequirements{Requests: list("10m", "64Mi"), Limits: list("2", "")},
+			limitRanger: limitRangedLimits,
+			outdated:    true,
+		},
+	}
+	base := desired(t, v1alpha2.IstioSpec{})
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			want := base
+			want.Resources = tc.want
+			pod := injectedPod(want)
+			pod.Spec.Containers[1].Resources = tc.got
+			if tc.native {
+				proxy := pod.Spec.Containers[1]
+				proxy.RestartPolicy = ptr.To(corev1.ContainerRestartPolicyAlways)
+				pod.Spec.Containers = pod.Spec.Containers[:1]
+				pod.Spec.InitContainers = append(pod.Spec.InitContainers, proxy)
+			}
+			if tc.limitRanger != "" {
+				pod.Annotations[annotationLimitRanger] = tc.limitRanger
+			}
+			// What the cache holds is what the controller judges.
+			trimmed, err := trimPod(pod)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := outdated(trimmed.(*corev1.Pod), &want) != ""; got != tc.outdated {
+				t.Errorf("outdated = %q, want outdated %v", outdated(trimmed.(*corev1.Pod), &want), tc.outdated)
+			}
+		})
+	}
+}
+
 func TestTrimPodKeepsWhatOutdatedReads(t *testing.T) {
 	want := desired(t, v1alpha2.IstioSpec{})
 	pod := injectedPod(want)
@@ -148,6 +296,12 @@ func TestTrimPodKeepsWhatOutdatedReads(t *testing.T) {
 	}
 	if trimmed.Annotations[annotationSidecarStatus] != "" {
 		t.Error("the status annotation's value was kept")
+	}
+	rev := injectedPod(want)
+	rev.Labels = map[string]string{labelRevision: "canary", "app": "x"}
+	rev.Spec.Containers[1].Image = "old"
+	if got, _ := trimPod(rev); outdated(got.(*corev1.Pod), &want) != "" || len(got.(*corev1.Pod).Labels) != 1 {
+		t.Errorf("the trimmed pod lost its revision label or kept others: %v", got.(*corev1.Pod).Labels)
 	}
 	again, _ := trimPod(trimmed)
 	if outdated(again.(*corev1.Pod), &want) == "" {
@@ -177,6 +331,15 @@ func TestStuck(t *testing.T) {
 	after.CreationTimestamp = metav1.NewTime(restart.Add(time.Minute))
 	if why := stuck(w, t1, []*corev1.Pod{before, after}); !strings.Contains(why, "pod after, created after the restart") {
 		t.Errorf("an outdated pod from after the restart: stuck %q, want it named", why)
+	}
+	// The same pod is named whatever order the cache lists them in: a
+	// message that changed with it would be written on every count.
+	other := after.DeepCopy()
+	other.Name = "another"
+	for _, pods := range [][]*corev1.Pod{{after, other}, {other, after}} {
+		if why := stuck(w, t1, pods); !strings.Contains(why, "pod after, created after the restart") {
+			t.Errorf("pods %s, %s: stuck %q, want the first by name", pods[0].Name, pods[1].Name, why)
+		}
 	}
 	current := injectedPod(want)
 	current.CreationTimestamp = after.CreationTimestamp

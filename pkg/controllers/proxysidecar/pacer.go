@@ -1,8 +1,8 @@
 package proxysidecar
 
 import (
-	"context"
 	"sync"
+	"time"
 
 	"golang.org/x/time/rate"
 
@@ -12,31 +12,50 @@ import (
 // pacer limits restarts: a token bucket for the rate at which workloads are
 // restarted, and a cap on the workloads rolling at once. A workload that
 // finds no free slot waits in line and is woken, in order, when one frees.
+//
+// No worker ever waits on the bucket: a workload reserves its token and is
+// requeued for the time the reservation names, so a slow rate holds back
+// only the workloads it paces, never the queue's workers, and a new rate
+// drops the reservations made at the old one.
 type pacer struct {
 	mu       sync.Mutex
 	pacing   v1alpha2.RestartPacing
 	limiter  *rate.Limiter // nil when unpaced
+	reserved map[Key]*rate.Reservation
 	inFlight map[Key]struct{}
 	line     []Key
 	inLine   map[Key]bool
 }
 
 func newPacer() *pacer {
-	return &pacer{inFlight: map[Key]struct{}{}, inLine: map[Key]bool{}}
+	return &pacer{inFlight: map[Key]struct{}{}, inLine: map[Key]bool{}, reserved: map[Key]*rate.Reservation{}}
 }
 
-// configure sets the pacing; it keeps the bucket when nothing changed.
-func (p *pacer) configure(pc v1alpha2.RestartPacing) {
+// configure sets the pacing; it keeps the bucket when nothing changed. A
+// changed rate replaces the bucket and returns the workloads that held a
+// reservation on the old one: their syncs must run now, to reserve again
+// at the new rate, rather than when the old rate would have let them go.
+func (p *pacer) configure(pc v1alpha2.RestartPacing) []Key {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if pc == p.pacing && (p.limiter != nil) == (pc.RestartsPerSecond > 0) {
-		return
+		return nil
 	}
+	rateChanged := pc.RestartsPerSecond != p.pacing.RestartsPerSecond || (p.limiter != nil) != (pc.RestartsPerSecond > 0)
 	p.pacing = pc
+	if !rateChanged {
+		return nil
+	}
 	p.limiter = nil
 	if pc.RestartsPerSecond > 0 {
 		p.limiter = rate.NewLimiter(rate.Limit(pc.RestartsPerSecond), burst(pc.RestartsPerSecond))
 	}
+	wake := make([]Key, 0, len(p.reserved))
+	for k := range p.reserved {
+		wake = append(wake, k)
+	}
+	clear(p.reserved)
+	return wake
 }
 
 // burst is a fifth of a second of restarts. When the API server stalls,
@@ -65,15 +84,39 @@ func (p *pacer) acquire(k Key) bool {
 	return true
 }
 
-// wait blocks until the token bucket allows the next restart.
-func (p *pacer) wait(ctx context.Context) error {
+// reserve takes k's token for a restart at now, or returns how long k must
+// wait for it. The token stays reserved for k across the wait, so the
+// workloads the bucket holds back go in the order they asked, each after
+// its own delay; calling again before the delay is over reserves nothing
+// more.
+func (p *pacer) reserve(k Key, now time.Time) time.Duration {
 	p.mu.Lock()
-	l := p.limiter
-	p.mu.Unlock()
-	if l == nil {
-		return nil
+	defer p.mu.Unlock()
+	if p.limiter == nil {
+		delete(p.reserved, k)
+		return 0
 	}
-	return l.Wait(ctx)
+	r := p.reserved[k]
+	if r == nil {
+		r = p.limiter.ReserveN(now, 1)
+		if !r.OK() { // cannot happen with a burst of at least 1
+			return time.Second
+		}
+	}
+	if d := r.DelayFrom(now); d > 0 {
+		p.reserved[k] = r
+		return d
+	}
+	delete(p.reserved, k)
+	return 0
+}
+
+// cancelLocked returns k's unused reservation to the bucket.
+func (p *pacer) cancelLocked(k Key, now time.Time) {
+	if r := p.reserved[k]; r != nil {
+		r.CancelAt(now)
+		delete(p.reserved, k)
+	}
 }
 
 // rolling records that k is rolling out, e.g. when the operator finds a
@@ -85,11 +128,12 @@ func (p *pacer) rolling(k Key) {
 	p.inFlight[k] = struct{}{}
 }
 
-// done frees k's slot (and its place in line) and returns the workloads
-// that may go now.
-func (p *pacer) done(k Key) []Key {
+// done frees k's slot (its place in line, its reserved token) and returns
+// the workloads that may go now.
+func (p *pacer) done(k Key, now time.Time) []Key {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.cancelLocked(k, now)
 	delete(p.inFlight, k)
 	p.removeFromLine(k)
 	return p.nextLocked()

@@ -1,8 +1,9 @@
 package proxysidecar
 
 import (
-	"context"
+	"fmt"
 	"reflect"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -35,7 +36,7 @@ func TestPacerSlotsAndLine(t *testing.T) {
 	if p.waiting(key("e")) {
 		t.Error("e, never seen, counts as waiting")
 	}
-	if got := p.done(key("a")); !reflect.DeepEqual(got, []Key{key("c")}) {
+	if got := p.done(key("a"), time.Time{}); !reflect.DeepEqual(got, []Key{key("c")}) {
 		t.Errorf("after a finished, woken %v, want [c]", got)
 	}
 	if !p.acquire(key("c")) || p.waiting(key("a")) {
@@ -49,21 +50,28 @@ func TestPacerSlotsAndLine(t *testing.T) {
 }
 
 func TestPacerRate(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	p := newPacer()
 	p.configure(v1alpha2.RestartPacing{RestartsPerSecond: 20})
-	start := time.Now()
-	for range 5 {
-		if err := p.wait(context.Background()); err != nil {
-			t.Fatal(err)
+	// Burst 20/5 = 4: four go at once, the fifth after 1/20 s.
+	for i := range 4 {
+		if d := p.reserve(key(fmt.Sprint(i)), now); d != 0 {
+			t.Fatalf("restart %d of the burst waits %v", i, d)
 		}
 	}
-	// Burst 20/5 = 4: four go at once, the fifth after 1/20 s.
-	if d := time.Since(start); d < 45*time.Millisecond {
-		t.Errorf("5 restarts at 20/s took %v, want at least 50ms", d)
+	if d := p.reserve(key("4"), now); d != 50*time.Millisecond {
+		t.Errorf("the fifth restart waits %v, want 50ms", d)
+	}
+	// Asking again before the delay is over reserves nothing more.
+	if d := p.reserve(key("4"), now.Add(20*time.Millisecond)); d != 30*time.Millisecond {
+		t.Errorf("the fifth restart, asking again, waits %v, want the remaining 30ms", d)
+	}
+	if d := p.reserve(key("4"), now.Add(50*time.Millisecond)); d != 0 {
+		t.Errorf("the fifth restart, at its time, waits %v", d)
 	}
 	// A stall banks no more than the burst: after a second without
 	// restarts, four go at once and the fifth waits.
-	later := time.Now().Add(time.Second)
+	later := now.Add(time.Second)
 	if !p.limiter.AllowN(later, 4) || p.limiter.AllowN(later, 1) {
 		t.Errorf("after a second's pause the bucket holds %.1f restarts, want 4", p.limiter.TokensAt(later))
 	}
@@ -71,12 +79,55 @@ func TestPacerRate(t *testing.T) {
 		t.Errorf("burst at 4/s = %d, want 1", b)
 	}
 	p.configure(v1alpha2.RestartPacing{})
-	start = time.Now()
-	for range 100 {
-		_ = p.wait(context.Background())
+	for i := range 100 {
+		if d := p.reserve(key(fmt.Sprint(i)), later); d != 0 {
+			t.Fatalf("unpaced restart waits %v", d)
+		}
 	}
-	if d := time.Since(start); d > 50*time.Millisecond {
-		t.Errorf("unpaced waits took %v", d)
+}
+
+// A slow rate holds back the workloads it paces, never the caller, and a
+// faster rate applies at once: the workloads that reserved at the slow rate
+// are handed back to be synced again, and go.
+func TestPacerSlowRateChangedToFast(t *testing.T) {
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	p := newPacer()
+	p.configure(v1alpha2.RestartPacing{RestartsPerSecond: 0.001}) // "1m": one restart every 1000 s
+	if d := p.reserve(key("a"), now); d != 0 {
+		t.Fatalf("the first restart waits %v", d)
+	}
+	if d := p.reserve(key("b"), now); d < 999*time.Second {
+		t.Fatalf("at 0.001/s the second restart waits %v, want about 1000s", d)
+	}
+	if d := p.reserve(key("c"), now); d < 1999*time.Second {
+		t.Fatalf("at 0.001/s the third restart waits %v, want about 2000s", d)
+	}
+	// Changing only the in-flight cap keeps the reservations.
+	if woken := p.configure(v1alpha2.RestartPacing{RestartsPerSecond: 0.001, MaxConcurrentRollouts: 5}); len(woken) != 0 {
+		t.Errorf("a change of the in-flight cap woke %v", woken)
+	}
+	woken := p.configure(v1alpha2.RestartPacing{RestartsPerSecond: 20, MaxConcurrentRollouts: 5})
+	sort.Slice(woken, func(i, j int) bool { return woken[i].Name < woken[j].Name })
+	if !reflect.DeepEqual(woken, []Key{key("b"), key("c")}) {
+		t.Fatalf("the new rate woke %v, want [b c]", woken)
+	}
+	later := now.Add(100 * time.Millisecond)
+	for _, n := range []string{"b", "c"} {
+		if d := p.reserve(key(n), later); d != 0 {
+			t.Errorf("%s, woken by the new rate, waits %v", n, d)
+		}
+	}
+	// A released workload gives its reserved token back.
+	p.configure(v1alpha2.RestartPacing{RestartsPerSecond: 1})
+	if d := p.reserve(key("d"), later); d != 0 {
+		t.Fatalf("d waits %v", d)
+	}
+	if d := p.reserve(key("e"), later); d != time.Second {
+		t.Fatalf("e waits %v, want 1s", d)
+	}
+	p.done(key("e"), later)
+	if d := p.reserve(key("f"), later); d != time.Second {
+		t.Errorf("after e gave its token back, f waits %v, want 1s", d)
 	}
 }
 

@@ -19,10 +19,6 @@ import (
 	"github.com/meshkeeper/istio-operator/pkg/metrics"
 )
 
-// evictionRetry is how soon an eviction refused by a PodDisruptionBudget
-// is tried again.
-const evictionRetry = 5 * time.Second
-
 // syncWorkload restarts one workload if its pods run an outdated proxy, at
 // most once per target, and follows the restart until its pods are current.
 func (c *Controller) syncWorkload(ctx context.Context, k Key) (queue.Result, error) {
@@ -36,6 +32,7 @@ func (c *Controller) syncWorkload(ctx context.Context, k Key) (queue.Result, err
 		return queue.Result{}, err
 	}
 	if w == nil {
+		c.forgetRefusal(k)
 		c.release(k)
 		return queue.Result{}, nil
 	}
@@ -48,6 +45,7 @@ func (c *Controller) syncWorkload(ctx context.Context, k Key) (queue.Result, err
 		return queue.Result{}, nil
 	}
 	if c.excluded(w) || c.deleting(w) {
+		c.forgetRefusal(k)
 		c.release(k)
 		return queue.Result{}, nil
 	}
@@ -75,8 +73,9 @@ func (c *Controller) syncWorkload(ctx context.Context, k Key) (queue.Result, err
 	if !c.pacer.acquire(k) {
 		return queue.Result{}, nil // in line; woken when a slot frees
 	}
-	if err := c.pacer.wait(ctx); err != nil {
-		return queue.Result{}, err
+	if wait := c.pacer.reserve(k, c.clock.Now()); wait > 0 {
+		// The token is reserved for k; the worker moves on.
+		return queue.Result{RequeueAfter: wait}, nil
 	}
 	if now := c.target.Load(); now == nil || now.hash != t.hash {
 		c.release(k)
@@ -145,7 +144,15 @@ func (c *Controller) follow(ctx context.Context, w *workload, t *target, pods, s
 		c.finish(k, w)
 		return queue.Result{}, nil
 	}
-	c.pacer.rolling(k)
+	now := c.clock.Now()
+	if r := c.refusalOf(k, t.hash); r != nil && r.blocked {
+		// Reported blocked, its slot given up: try again now and then.
+		if wait := r.lastTry.Add(evictionBlockedRetry).Sub(now); wait > 0 {
+			return queue.Result{RequeueAfter: wait}, nil
+		}
+	} else {
+		c.pacer.rolling(k)
+	}
 	for _, pod := range pods {
 		if pod.DeletionTimestamp != nil {
 			return queue.Result{RequeueAfter: RollingInterval}, nil
@@ -164,14 +171,96 @@ func (c *Controller) follow(ctx context.Context, w *workload, t *target, pods, s
 	switch {
 	case err == nil, apierrors.IsNotFound(err), apierrors.IsConflict(err):
 		klog.FromContext(ctx).V(2).Info("Evicted pod for its sidecar proxy", "workload", k, "pod", pod.Name)
+		c.forgetRefusal(k)
 		return queue.Result{RequeueAfter: RollingInterval}, nil
-	case apierrors.IsTooManyRequests(err):
+	case apierrors.IsTooManyRequests(err) && apierrors.HasStatusCause(err, policyv1.DisruptionBudgetCause):
 		// A PodDisruptionBudget says not now.
+		r, nowBlocked := c.refused(k, t.hash, pod.Name, now)
+		if nowBlocked {
+			klog.FromContext(ctx).Info("Eviction refused by a PodDisruptionBudget for too long, reporting the workload blocked",
+				"workload", k, "pod", pod.Name, "since", r.since)
+			c.recorder.Eventf(w.obj, corev1.EventTypeWarning, reasonEvictionBlocked,
+				"Evicting pod %s to give it the new sidecar proxy %s has been refused by a PodDisruptionBudget since %s. "+
+					"The other workloads go on; the operator tries again every %v. Allow a disruption, or delete the pod yourself.",
+				pod.Name, t.proxy.Image, r.since.UTC().Format(time.RFC3339), evictionBlockedRetry)
+			c.release(k)
+			c.loop.Add(t.istio) // the summary names it
+		}
+		if r.blocked {
+			return queue.Result{RequeueAfter: evictionBlockedRetry}, nil
+		}
+		return queue.Result{RequeueAfter: evictionRetry}, nil
+	case apierrors.IsTooManyRequests(err):
+		// The API server's own throttling, not a budget.
 		return queue.Result{RequeueAfter: evictionRetry}, nil
 	default:
 		c.metrics.Restart(string(k.Kind), metrics.RestartFailed)
 		return queue.Result{}, fmt.Errorf("evicting pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
+}
+
+// reasonEvictionBlocked is the Warning Event on a workload whose eviction a
+// PodDisruptionBudget refused for longer than EvictionBlockedAfter.
+const reasonEvictionBlocked = "ProxySidecarEvictionBlocked"
+
+// refusal tracks a workload whose evictions a PodDisruptionBudget refuses.
+// It lives in memory only: after an operator restart a blocked workload
+// takes a slot again and is reported blocked after another
+// EvictionBlockedAfter.
+type refusal struct {
+	hash    string    // the target the evictions are for
+	pod     string    // the pod last refused
+	since   time.Time // the first refusal since the last successful eviction
+	lastTry time.Time
+	blocked bool
+}
+
+// refused records a refused eviction of pod at now and reports whether it
+// made the workload blocked.
+func (c *Controller) refused(k Key, hash, pod string, now time.Time) (r refusal, nowBlocked bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.refusals == nil {
+		c.refusals = map[Key]*refusal{}
+	}
+	cur := c.refusals[k]
+	if cur == nil || cur.hash != hash {
+		cur = &refusal{hash: hash, since: now}
+		c.refusals[k] = cur
+	}
+	cur.pod, cur.lastTry = pod, now
+	if !cur.blocked && now.Sub(cur.since) >= EvictionBlockedAfter {
+		cur.blocked, nowBlocked = true, true
+	}
+	return *cur, nowBlocked
+}
+
+// refusalOf is k's refusal for the target hash, nil if none.
+func (c *Controller) refusalOf(k Key, hash string) *refusal {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if r := c.refusals[k]; r != nil && r.hash == hash {
+		cp := *r
+		return &cp
+	}
+	return nil
+}
+
+func (c *Controller) forgetRefusal(k Key) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.refusals, k)
+}
+
+// evictionBlocked says why a workload restarted for the target is blocked
+// on a PodDisruptionBudget, or "". The text names no time, so that the
+// condition it goes into does not change while nothing does.
+func (c *Controller) evictionBlocked(k Key, hash string) string {
+	r := c.refusalOf(k, hash)
+	if r == nil || !r.blocked {
+		return ""
+	}
+	return fmt.Sprintf("eviction of pod %s refused by a PodDisruptionBudget for more than %v: allow a disruption or delete the pod", r.pod, EvictionBlockedAfter)
 }
 
 // markRestarted writes the restart annotations: on the pod template, which
@@ -216,6 +305,7 @@ func (c *Controller) markRestarted(ctx context.Context, w *workload, hash, reaso
 
 // finish records a completed restart and hands its slot on.
 func (c *Controller) finish(k Key, w *workload) {
+	c.forgetRefusal(k)
 	if c.pacer.waiting(k) {
 		if at := w.restartedAt(); !at.IsZero() {
 			c.metrics.Restarted(string(k.Kind), c.clock.Since(at))
@@ -226,7 +316,7 @@ func (c *Controller) finish(k Key, w *workload) {
 
 // release frees k's pacing slot and wakes the workloads in line.
 func (c *Controller) release(k Key) {
-	for _, next := range c.pacer.done(k) {
+	for _, next := range c.pacer.done(k, c.clock.Now()) {
 		c.loop.Add(next)
 	}
 }

@@ -55,7 +55,9 @@ func (c *Controller) syncSummary(ctx context.Context, k Key) (queue.Result, erro
 		return queue.Result{}, err
 	}
 	t := &target{istio: k, proxy: proxy, hash: proxy.Hash(), pacing: cached.Spec.EffectiveRestartPacing(c.defaults)}
-	c.pacer.configure(t.pacing)
+	for _, w := range c.pacer.configure(t.pacing) {
+		c.loop.Add(w) // reserved at the old rate: reserve again at the new one
+	}
 	if old := c.target.Swap(t); old == nil || old.hash != t.hash {
 		klog.FromContext(ctx).Info("Desired sidecar proxy", "image", proxy.Image, "hash", t.hash, "pacing", t.pacing)
 	}
@@ -165,8 +167,8 @@ func (c *Controller) count(t *target) *census {
 	objs, _ := c.pods.ByIndex(injectedIndex, "true")
 	for _, o := range objs {
 		pod := o.(*corev1.Pod)
-		if !live(pod) {
-			continue
+		if !live(pod) || otherRevision(pod) {
+			continue // another revision's pods are its control plane's
 		}
 		var k Key
 		var ok bool
@@ -222,7 +224,11 @@ func (c *Controller) count(t *target) *census {
 		}
 		if w.restartedFor() == t.hash {
 			// Only outdated pods can show that the restart did not help.
-			switch why := stuck(w, t, g.stale); {
+			why := stuck(w, t, g.stale)
+			if why == "" && len(g.stale) > 0 && w.byEviction {
+				why = c.evictionBlocked(k, t.hash)
+			}
+			switch {
 			case why != "":
 				n.blocked = append(n.blocked, fmt.Sprintf("%s/%s (%s)", k.Namespace, k.Name, why))
 			case len(g.stale) == 0 && (w.byEviction || w.rollout.Done):
@@ -273,15 +279,23 @@ func stuck(w *workload, t *target, pods []*corev1.Pod) string {
 	if since.IsZero() {
 		return ""
 	}
+	// The pod named is the first by name, not by cache order: the message
+	// must stay the same from one count to the next, or every count would
+	// write the condition anew.
+	var first *corev1.Pod
+	var firstWhy string
 	for _, pod := range pods {
-		if !live(pod) || pod.CreationTimestamp.Time.Before(since) {
+		if !live(pod) || pod.CreationTimestamp.Time.Before(since) || (first != nil && pod.Name > first.Name) {
 			continue
 		}
 		if why := outdated(pod, &t.proxy); why != "" {
-			return fmt.Sprintf("pod %s, created after the restart, still runs an outdated proxy: %s", pod.Name, why)
+			first, firstWhy = pod, why
 		}
 	}
-	return ""
+	if first == nil {
+		return ""
+	}
+	return fmt.Sprintf("pod %s, created after the restart, still runs an outdated proxy: %s", first.Name, firstWhy)
 }
 
 // blockedBefore says why an outdated workload must not be restarted now

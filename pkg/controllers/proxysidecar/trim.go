@@ -14,7 +14,7 @@ import (
 
 // The pod and ReplicaSet caches hold only what the controller reads, so that
 // tens of thousands of pods stay cheap: identity, owner, the annotations
-// below, the injected containers and readiness. The values every sidecar
+// below, the revision label, the injected containers and readiness. The values every sidecar
 // repeats (image, resources, owner kind, configuration hash) are shared
 // between the cached pods rather than held once per pod; cached objects are
 // read-only, so sharing is safe.
@@ -23,7 +23,7 @@ import (
 var keptPodAnnotations = []string{
 	annotationSidecarStatus, annotationProxyImage,
 	annotationProxyCPU, annotationProxyCPULimit, annotationProxyMemory, annotationProxyMemoryLimit,
-	istioclient.ProxyConfigAnnotation,
+	istioclient.ProxyConfigAnnotation, annotationLimitRanger,
 }
 
 // trimPod is the pod informer's transform.
@@ -33,6 +33,9 @@ func trimPod(obj any) (any, error) {
 		return obj, nil
 	}
 	out := &corev1.Pod{ObjectMeta: trimMeta(&pod.ObjectMeta, keptPodAnnotations)}
+	if rev, ok := pod.Labels[labelRevision]; ok {
+		out.Labels = map[string]string{labelRevision: intern(rev)}
+	}
 	if _, injected := pod.Annotations[annotationSidecarStatus]; injected {
 		// The status annotation is a JSON document; only its presence counts.
 		out.Annotations[annotationSidecarStatus] = ""

@@ -1153,7 +1153,7 @@ func schema_pkg_apis_operator_v1alpha2_ProxyRestart(ref common.ReferenceCallback
 				Properties: map[string]spec.Schema{
 					"restartsPerSecond": {
 						SchemaProps: spec.SchemaProps{
-							Description: "RestartsPerSecond is the steady rate of workload restarts, as a Kubernetes quantity (\"2\", \"0.5\", \"500m\").",
+							Description: "RestartsPerSecond is the steady rate of workload restarts, as a Kubernetes quantity (\"2\", \"0.5\", \"500m\"), at least 100m (one restart every 10 seconds), so that a wave of restarts ends in hours, not days.",
 							Ref:         ref(resource.Quantity{}.OpenAPIModelName()),
 						},
 					},

@@ -16,6 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/meshkeeper/istio-operator/test/cluster"
+	"github.com/meshkeeper/istio-operator/test/workload"
 )
 
 const rolloutTimeout = 60 * time.Second
@@ -58,8 +59,8 @@ func checkPodsRunning(t *testing.T, ctx context.Context, cs kubernetes.Interface
 		t.Fatalf("Deployment %s has %d pods, want %d", d.Name, len(pods.Items), want)
 	}
 	for _, pod := range pods.Items {
-		if pod.Status.Phase != corev1.PodRunning || !podReady(&pod) {
-			t.Errorf("pod %s: phase %s, ready %v; want Running and Ready", pod.Name, pod.Status.Phase, podReady(&pod))
+		if pod.Status.Phase != corev1.PodRunning || !workload.PodReady(&pod) {
+			t.Errorf("pod %s: phase %s, ready %v; want Running and Ready", pod.Name, pod.Status.Phase, workload.PodReady(&pod))
 		}
 		node, err := cs.CoreV1().Nodes().Get(ctx, pod.Spec.NodeName, metav1.GetOptions{})
 		if err != nil {
@@ -71,15 +72,6 @@ func checkPodsRunning(t *testing.T, ctx context.Context, cs kubernetes.Interface
 		}
 	}
 	return pods.Items
-}
-
-func podReady(pod *corev1.Pod) bool {
-	for _, c := range pod.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 func TestDeploymentBecomesReady(t *testing.T) {

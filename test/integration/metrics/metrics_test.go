@@ -47,6 +47,7 @@ import (
 	"github.com/meshkeeper/istio-operator/test/metricsdoc"
 	"github.com/meshkeeper/istio-operator/test/operatorproc"
 	"github.com/meshkeeper/istio-operator/test/operatortest"
+	"github.com/meshkeeper/istio-operator/test/workload"
 )
 
 const (
@@ -107,7 +108,7 @@ func meshWorkloads(t *testing.T, cs kubernetes.Interface) int {
 		ready := 0
 		for _, p := range pods.Items {
 			for _, c := range p.Status.Conditions {
-				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue && proxyImage(&p) == oldProxy {
+				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue && workload.ProxyImage(&p) == oldProxy {
 					ready++
 				}
 			}
@@ -119,15 +120,6 @@ func meshWorkloads(t *testing.T, cs kubernetes.Interface) int {
 	})
 	close(done)
 	return workloads
-}
-
-func proxyImage(p *corev1.Pod) string {
-	for _, c := range p.Spec.Containers {
-		if c.Name == injector.ProxyContainerName {
-			return c.Image
-		}
-	}
-	return ""
 }
 
 // scrape reads the operator's /metrics as Prometheus does, in the text

@@ -53,6 +53,7 @@ const (
 	ReasonIstioCustomResourceMisconfigured  = "IstioCustomResourceMisconfigured"
 	ReasonIstioCustomResourcesDangling      = "IstioCustomResourcesDangling"
 	ReasonIstioVersionUpdateNotAllowed      = "IstioVersionUpdateNotAllowed"
+	ReasonForeignIstioFound                 = "ForeignIstioFound"
 	ReasonIstioUninstalling                 = "IstioUninstalling"
 	ReasonExperimentalFeatureNotAvailable   = "ExperimentalFeatureNotAvailable"
 	ReasonComponentNotReady                 = "ComponentNotReady"

@@ -149,6 +149,8 @@ func TestCRDAcceptsLegalResources(t *testing.T) {
 		"empty":            "  {}\n",
 		"every field":      kymaEverything,
 		"integer rate":     "  proxyRestart: {restartsPerSecond: 5}\n",
+		"minimum rate":     "  proxyRestart: {restartsPerSecond: 100m}\n",
+		"minimum as 0.1":   "  proxyRestart: {restartsPerSecond: \"0.1\"}\n",
 		"max proxies":      "  config: {numTrustedProxies: 4294967295}\n",
 		"only min":         "  components: {pilot: {k8s: {hpaSpec: {minReplicas: 7}}}}\n",
 		"equal min max":    "  components: {pilot: {k8s: {hpaSpec: {minReplicas: 2, maxReplicas: 2}}}}\n",

@@ -31,15 +31,20 @@ type RestartPacing struct {
 	MaxConcurrentRollouts int32
 }
 
+// MinRestartsPerSecond is the lowest restartsPerSecond the schema accepts
+// (100m).
+const MinRestartsPerSecond = 0.1
+
 // EffectiveRestartPacing fills the fields the resource leaves unset with the
-// operator's defaults.
+// operator's defaults. A rate below MinRestartsPerSecond, stored before the
+// schema had the minimum, is raised to it.
 func (s *IstioSpec) EffectiveRestartPacing(defaults RestartPacing) RestartPacing {
 	p := defaults
 	if s.ProxyRestart == nil {
 		return p
 	}
 	if q := s.ProxyRestart.RestartsPerSecond; q != nil && q.Sign() > 0 {
-		p.RestartsPerSecond = q.AsApproximateFloat64()
+		p.RestartsPerSecond = max(q.AsApproximateFloat64(), MinRestartsPerSecond)
 	}
 	if m := s.ProxyRestart.MaxConcurrentRollouts; m != nil && *m > 0 {
 		p.MaxConcurrentRollouts = *m

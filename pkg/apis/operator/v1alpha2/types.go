@@ -95,9 +95,10 @@ const (
 // ProxyRestart paces sidecar proxy restarts. Extension.
 type ProxyRestart struct {
 	// RestartsPerSecond is the steady rate of workload restarts, as a
-	// Kubernetes quantity ("2", "0.5", "500m").
+	// Kubernetes quantity ("2", "0.5", "500m"), at least 100m (one restart
+	// every 10 seconds), so that a wave of restarts ends in hours, not days.
 	// +optional
-	// +kubebuilder:validation:XValidation:rule="!isQuantity(string(self)) || quantity(string(self)).isGreaterThan(quantity('0'))",message="must be greater than 0"
+	// +kubebuilder:validation:XValidation:rule="!isQuantity(string(self)) || !quantity(string(self)).isLessThan(quantity('100m'))",message="spec.proxyRestart.restartsPerSecond must be at least 100m (0.1 restarts per second)"
 	RestartsPerSecond *resource.Quantity `json:"restartsPerSecond,omitempty"`
 	// MaxConcurrentRollouts is the most workloads rolling out at once.
 	// +optional

@@ -130,6 +130,11 @@ func TestDefaults(t *testing.T) {
 	if got := s.EffectiveRestartPacing(defaults); got.RestartsPerSecond != 0.5 || got.MaxConcurrentRollouts != 20 {
 		t.Errorf("rate only: %+v", got)
 	}
+	// A rate stored before the schema's minimum existed is raised to it.
+	s.ProxyRestart = &ProxyRestart{RestartsPerSecond: NewQuantity("1m")}
+	if got := s.EffectiveRestartPacing(defaults); got.RestartsPerSecond != MinRestartsPerSecond {
+		t.Errorf("rate below the minimum: %+v, want %v", got, MinRestartsPerSecond)
+	}
 	s.ProxyRestart = &ProxyRestart{MaxConcurrentRollouts: ptr.To[int32](3)}
 	if got := s.EffectiveRestartPacing(defaults); got.RestartsPerSecond != 5 || got.MaxConcurrentRollouts != 3 {
 		t.Errorf("rollouts only: %+v", got)

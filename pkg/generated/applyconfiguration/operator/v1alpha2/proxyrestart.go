@@ -28,7 +28,8 @@ import (
 // ProxyRestart paces sidecar proxy restarts. Extension.
 type ProxyRestartApplyConfiguration struct {
 	// RestartsPerSecond is the steady rate of workload restarts, as a
-	// Kubernetes quantity ("2", "0.5", "500m").
+	// Kubernetes quantity ("2", "0.5", "500m"), at least 100m (one restart
+	// every 10 seconds), so that a wave of restarts ends in hours, not days.
 	RestartsPerSecond *resource.Quantity `json:"restartsPerSecond,omitempty"`
 	// MaxConcurrentRollouts is the most workloads rolling out at once.
 	MaxConcurrentRollouts *int32 `json:"maxConcurrentRollouts,omitempty"`
