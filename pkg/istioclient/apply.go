@@ -74,7 +74,7 @@ type LiveObjects interface {
 	Get(gvk schema.GroupVersionKind, namespace, name string) *unstructured.Unstructured
 	// Owned returns every live object of the kind that carries the
 	// installer's component label.
-	Owned(gvk schema.GroupVersionKind) []*unstructured.Unstructured
+	Labelled(gvk schema.GroupVersionKind) []*unstructured.Unstructured
 }
 
 // Object is a rendered object with the component it belongs to.
@@ -109,6 +109,44 @@ type Plan struct {
 	// which is not part of the charts, is not in the cluster: the apply
 	// creates it, also in a repair.
 	TagWebhookMissing bool
+	// Foreign are live objects the rendering needs that the operator did
+	// not apply (Owns): a plan with any is refused, and they are reported.
+	Foreign []string
+	// Shared are objects of Istio's base chart (its CRDs, the reader
+	// ServiceAccount) that another installation applied: used as they
+	// are, never changed or deleted.
+	Shared []string
+	// shared are the Shared objects' hashes: nothing the operator applied
+	// to wait for.
+	shared map[string]bool
+}
+
+// share records a shared object someone else applied.
+func (p *Plan) share(o Object, live *unstructured.Unstructured) {
+	if p.shared == nil {
+		p.shared = map[string]bool{}
+	}
+	p.shared[o.Hash()] = true
+	if live != nil {
+		p.Shared = append(p.Shared, describeForeign(live))
+	} else {
+		p.Shared = append(p.Shared, o.String())
+	}
+}
+
+// Refused returns the error that stops a plan with foreign objects.
+func (p *Plan) Refused() error {
+	if len(p.Foreign) == 0 {
+		return nil
+	}
+	sort.SliceStable(p.Foreign, func(i, j int) bool {
+		di, dj := strings.HasPrefix(p.Foreign[i], "Deployment "), strings.HasPrefix(p.Foreign[j], "Deployment ")
+		if di != dj {
+			return di
+		}
+		return p.Foreign[i] < p.Foreign[j]
+	})
+	return &ForeignObjectsError{Objects: p.Foreign}
 }
 
 // TagWebhookName is the default revision tag's MutatingWebhookConfiguration,
@@ -160,7 +198,11 @@ func (p *Plan) Summary() string {
 // labels and the configuration hash. Built once per rendering; callers must
 // not modify the objects.
 func (r *Rendered) Desired() []Object {
-	r.desiredOnce.Do(func() { r.desired = r.buildDesired() })
+	r.desiredMu.Lock()
+	defer r.desiredMu.Unlock()
+	if r.desired == nil {
+		r.desired = r.buildDesired()
+	}
 	return r.desired
 }
 
@@ -240,6 +282,52 @@ func MakePlan(r *Rendered, live LiveObjects) *Plan {
 type Planner struct {
 	mu      sync.Mutex
 	matched map[matchKey]bool
+	// unlabelledShared are shared objects CheckMissing found applied by
+	// someone else without Istio's component label, which the caches
+	// filter on (Istio's base chart sets none on its CRDs), by object
+	// hash, with when they were found: used as they are, and looked up
+	// again after SharedRecheckInterval.
+	unlabelledShared map[string]time.Time
+}
+
+// SharedRecheckInterval is how long a CRD found by CheckMissing counts as
+// present without another look.
+const SharedRecheckInterval = 5 * time.Minute
+
+// CheckMissing looks up, on the API server, each object the plan would
+// create: the caches hold only objects with Istio's component label, and
+// an object of the same name that someone else created without it must
+// not be taken over. Such an object moves from Apply to Foreign (Shared
+// for a CRD). One the operator applied (the cache has not caught up yet)
+// stays. Called only for a plan that is not empty: a steady state makes no
+// request.
+func (pl *Planner) CheckMissing(ctx context.Context, p *Plan, lookup func(context.Context, Object) (*unstructured.Unstructured, error)) error {
+	kept := p.Apply[:0:0]
+	for _, c := range p.Apply {
+		if c.Reason != reasonMissing {
+			kept = append(kept, c)
+			continue
+		}
+		cur, err := lookup(ctx, c.Object)
+		switch {
+		case err != nil:
+			return err
+		case cur == nil || Owns(cur):
+			kept = append(kept, c)
+		case shared(c.Unstructured):
+			p.share(c.Object, cur)
+			pl.mu.Lock()
+			if pl.unlabelledShared == nil {
+				pl.unlabelledShared = map[string]time.Time{}
+			}
+			pl.unlabelledShared[c.Hash()] = time.Now()
+			pl.mu.Unlock()
+		default:
+			p.Foreign = append(p.Foreign, describeForeign(cur))
+		}
+	}
+	p.Apply = kept
+	return nil
 }
 
 // matchKey identifies a comparison: the rendering (its hash covers every
@@ -262,7 +350,19 @@ func (pl *Planner) Plan(r *Rendered, live LiveObjects) *Plan {
 		wanted[o.Hash()] = true
 		cur := live.Get(o.GroupVersionKind(), o.GetNamespace(), o.GetName())
 		if cur == nil {
-			p.Apply = append(p.Apply, Change{o, "missing"})
+			if found, ok := pl.unlabelledShared[o.Hash()]; ok && time.Since(found) < SharedRecheckInterval {
+				p.share(o, nil)
+				continue
+			}
+			p.Apply = append(p.Apply, Change{o, reasonMissing})
+			continue
+		}
+		if !Owns(cur) {
+			if shared(o.Unstructured) {
+				p.share(o, cur)
+			} else {
+				p.Foreign = append(p.Foreign, describeForeign(cur))
+			}
 			continue
 		}
 		k := matchKey{rendering: r.Hash, object: o.Hash(), uid: cur.GetUID(), resourceVersion: cur.GetResourceVersion()}
@@ -276,13 +376,22 @@ func (pl *Planner) Plan(r *Rendered, live LiveObjects) *Plan {
 			pl.matched[k] = true
 		}
 	}
-	if tagWebhookExpected(r) && live.Get(mutatingWebhookGVK, "", TagWebhookName) == nil {
-		p.TagWebhookMissing = true
+	if tagWebhookExpected(r) {
+		switch tag := live.Get(mutatingWebhookGVK, "", TagWebhookName); {
+		case tag == nil:
+			p.TagWebhookMissing = true
+		case !Owns(tag):
+			p.Foreign = append(p.Foreign, describeForeign(tag))
+		}
+	}
+	if len(wanted) == 0 {
+		// A rendering with nothing in it is a broken one: pruning against
+		// it would delete the whole installation.
+		return p
 	}
 	for _, gvk := range append(uninstall.PrunedResourcesSchemas(), NetworkPolicyGVK) {
-		for _, cur := range live.Owned(gvk) {
-			labels := cur.GetLabels()
-			if labels[manifest.OwningResourceNotPruned] == "true" || labels[manifest.OwningResourceName] != ownerName {
+		for _, cur := range live.Labelled(gvk) {
+			if !Owns(cur) || cur.GetLabels()[manifest.OwningResourceNotPruned] == "true" {
 				continue
 			}
 			if !wanted[manifest.ObjectHash(cur)] {
@@ -293,6 +402,9 @@ func (pl *Planner) Plan(r *Rendered, live LiveObjects) *Plan {
 	return p
 }
 
+// reasonMissing is the reason of a change that creates an object.
+const reasonMissing = "missing"
+
 // Installer applies plans. It is safe to stop it at any point: the next
 // plan, made from the cluster as it is, picks up where it stopped.
 type Installer struct {
@@ -301,6 +413,9 @@ type Installer struct {
 	// Istio is Istio's client, for its webhook checks; optional in tests.
 	Istio kube.CLIClient
 	Live  LiveObjects
+	// Identity, when set, is asked for the operator's ServiceAccount, which
+	// is granted NamespaceReaderRole in an istio-system the operator creates.
+	Identity *Identity
 	// WaitTimeout bounds the wait for one component to become ready.
 	WaitTimeout time.Duration
 	// Progress receives one sentence whenever the installer moves on.
@@ -323,6 +438,9 @@ var componentDependencies = map[component.Name][]component.Name{
 // rendering the plan was made from.
 func (i *Installer) Apply(ctx context.Context, r *Rendered, p *Plan) error {
 	logger := klog.FromContext(ctx)
+	if err := p.Refused(); err != nil {
+		return err
+	}
 	if err := i.ensureNamespace(ctx); err != nil {
 		return err
 	}
@@ -334,13 +452,13 @@ func (i *Installer) Apply(ctx context.Context, r *Rendered, p *Plan) error {
 		}
 	}
 
-	byComponent := map[component.Name][]Object{}
+	byComponent := map[component.Name][]Change{}
 	workloads := map[component.Name][]Object{}
 	for _, c := range p.Apply {
-		byComponent[c.Component] = append(byComponent[c.Component], c.Object)
+		byComponent[c.Component] = append(byComponent[c.Component], c)
 	}
 	for _, o := range r.Desired() {
-		if isWorkload(o.GetKind()) {
+		if isWorkload(o.GetKind()) && !p.shared[o.Hash()] {
 			workloads[o.Component] = append(workloads[o.Component], o)
 		}
 	}
@@ -373,8 +491,8 @@ func (i *Installer) Apply(ctx context.Context, r *Rendered, p *Plan) error {
 			objs := byComponent[comp]
 			if len(objs) > 0 {
 				progress.set(comp, fmt.Sprintf("applying %d objects", len(objs)))
-				for _, o := range objs {
-					if err := i.apply(ctx, o); err != nil {
+				for _, c := range objs {
+					if err := i.applyChange(ctx, c); err != nil {
 						errs <- fmt.Errorf("%s: %w", userFacing(comp), err)
 						cancel()
 						return
@@ -410,7 +528,8 @@ func (i *Installer) Apply(ctx context.Context, r *Rendered, p *Plan) error {
 			return fmt.Errorf("generating the revision tag webhook: %w", err)
 		}
 		for _, h := range hooks {
-			if err := i.apply(ctx, Object{Manifest: h}); err != nil {
+			stamp(h.Unstructured)
+			if err := i.applyChange(ctx, Change{Object{Manifest: h}, reasonMissing}); err != nil {
 				return err
 			}
 		}
@@ -442,22 +561,6 @@ func planTouches(p *Plan, kind string) bool {
 	return false
 }
 
-func (i *Installer) ensureNamespace(ctx context.Context) error {
-	ns := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "v1", "kind": "Namespace",
-		"metadata": map[string]any{"name": Namespace, "labels": map[string]any{
-			"istio-injection": "disabled", ManagedByLabel: ManagedByValue}},
-	}}
-	mf, err := manifest.FromObject(ns)
-	if err != nil {
-		return err
-	}
-	if i.Live.Get(ns.GroupVersionKind(), "", Namespace) != nil {
-		return nil
-	}
-	return i.apply(ctx, Object{Manifest: mf})
-}
-
 func (i *Installer) resource(gvk schema.GroupVersionKind, namespace string) (dynamic.ResourceInterface, error) {
 	m, err := i.Mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
 	if err != nil {
@@ -467,6 +570,27 @@ func (i *Installer) resource(gvk schema.GroupVersionKind, namespace string) (dyn
 		return i.Dynamic.Resource(m.Resource).Namespace(namespace), nil
 	}
 	return i.Dynamic.Resource(m.Resource), nil
+}
+
+// applyChange applies one change.
+func (i *Installer) applyChange(ctx context.Context, c Change) error {
+	return i.apply(ctx, c.Object)
+}
+
+// Lookup reads an object from the API server: nil when it does not exist.
+func (i *Installer) Lookup(ctx context.Context, o Object) (*unstructured.Unstructured, error) {
+	res, err := i.resource(o.GroupVersionKind(), o.GetNamespace())
+	if err != nil {
+		return nil, err
+	}
+	cur, err := res.Get(ctx, o.GetName(), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", o, err)
+	}
+	return cur, nil
 }
 
 // apply server-side applies one object with the installer's field manager,

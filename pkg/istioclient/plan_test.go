@@ -23,7 +23,7 @@ func (f fakeLive) Get(gvk schema.GroupVersionKind, ns, name string) *unstructure
 	return f[liveKey(gvk, ns, name)]
 }
 
-func (f fakeLive) Owned(gvk schema.GroupVersionKind) []*unstructured.Unstructured {
+func (f fakeLive) Labelled(gvk schema.GroupVersionKind) []*unstructured.Unstructured {
 	var out []*unstructured.Unstructured
 	for _, u := range f {
 		if u.GroupVersionKind() == gvk && u.GetLabels()[manifest.IstioComponentLabel] != "" {
@@ -47,6 +47,7 @@ func installed(r *Rendered) fakeLive {
 	tag := &unstructured.Unstructured{}
 	tag.SetGroupVersionKind(mutatingWebhookGVK)
 	tag.SetName(TagWebhookName)
+	stamp(tag)
 	live.put(tag)
 	return live
 }

@@ -39,9 +39,11 @@ type Rendered struct {
 	Version string
 
 	// desired memoizes Desired: every plan of an unchanged spec needs it,
-	// and building it marshals every object.
-	desiredOnce sync.Once
-	desired     []Object
+	// and building it marshals every object. Set only by a build that
+	// returned: a panic must not leave an empty set behind, which a plan
+	// would read as "nothing installed is wanted".
+	desiredMu sync.Mutex
+	desired   []Object
 }
 
 // Objects returns the rendered objects in a stable order.

@@ -19,7 +19,8 @@ import (
 )
 
 // ManagedByLabel marks objects the operator created outside the charts
-// (the istio-system namespace); uninstall removes them, and only them.
+// (the istio-system namespace, the PeerAuthentication), beside the
+// ownership annotation.
 const (
 	ManagedByLabel = "app.kubernetes.io/managed-by"
 	ManagedByValue = "istio-operator"
@@ -28,20 +29,30 @@ const (
 // UninstallKinds are the kinds uninstall deletes, in order: the installer's
 // namespaced and cluster-scoped objects, then Istio's CRDs (which takes the
 // remaining Istio resources with them; the deletion strategy decides
-// beforehand whether any user resources may go).
+// beforehand whether any user resources may go). Pods are not among them:
+// the garbage collector removes them with their Deployments.
 func UninstallKinds() []schema.GroupVersionKind {
-	return append(uninstall.PrunedResourcesSchemas(), NetworkPolicyGVK,
-		schema.GroupVersionKind{Group: "apiextensions.k8s.io", Version: "v1", Kind: "CustomResourceDefinition"})
+	kinds := slices.DeleteFunc(uninstall.PrunedResourcesSchemas(), func(gvk schema.GroupVersionKind) bool { return gvk.Kind == "Pod" })
+	return append(kinds, NetworkPolicyGVK, crdGVK)
 }
 
-// Uninstall deletes every object the installer owns, then the istio-system
-// namespace if the operator created it, and waits until they are gone.
-func (i *Installer) Uninstall(ctx context.Context) error {
+// Uninstall deletes every object the operator applied (Owns), waits until
+// they are gone, then deletes istio-system if the operator created it and
+// nothing but Istio's run-time objects live there. kept says why the
+// namespace stayed, when it did.
+func (i *Installer) Uninstall(ctx context.Context) (kept string, err error) {
+	// The base chart's objects stay while another control plane uses
+	// them: deleting Istio's CRDs would delete every Istio resource in the
+	// cluster with them.
+	foreign := ForeignControlPlanes(i.Live)
+	if len(foreign) > 0 {
+		i.progress("keeping Istio's CRDs, which %s uses", foreign[0])
+	}
 	owned := func() []*unstructured.Unstructured {
 		var out []*unstructured.Unstructured
 		for _, gvk := range UninstallKinds() {
-			for _, u := range i.Live.Owned(gvk) {
-				if u.GetLabels()[manifest.OperatorManagedLabel] != "" || u.GetLabels()[manifest.OwningResourceName] != "" {
+			for _, u := range i.Live.Labelled(gvk) {
+				if Owns(u) && (len(foreign) == 0 || !shared(u)) {
 					out = append(out, u)
 				}
 			}
@@ -52,15 +63,17 @@ func (i *Installer) Uninstall(ctx context.Context) error {
 	i.progress("deleting %d Istio objects", len(objs))
 	for _, u := range objs {
 		if err := i.delete(ctx, u); err != nil {
-			return err
+			return "", err
 		}
 	}
-	nsGVK := schema.GroupVersionKind{Version: "v1", Kind: "Namespace"}
-	if ns := i.Live.Get(nsGVK, "", Namespace); ns != nil && ns.GetLabels()[ManagedByLabel] == ManagedByValue {
-		if err := i.delete(ctx, ns); err != nil {
-			return err
-		}
+	if err := i.waitDeleted(ctx, owned); err != nil {
+		return "", err
 	}
+	return i.removeNamespace(ctx)
+}
+
+// waitDeleted waits until owned returns nothing.
+func (i *Installer) waitDeleted(ctx context.Context, owned func() []*unstructured.Unstructured) error {
 	timeout := i.WaitTimeout
 	if timeout <= 0 {
 		timeout = 150 * time.Second
@@ -153,17 +166,25 @@ func describeDeletion(u *unstructured.Unstructured) string {
 	return name + " (" + detail + ")"
 }
 
-// InstalledVersion reads the version of the installed Istio from istiod:
-// the version label Istio's installer (and this operator) set, or, for an
-// installation made otherwise, the image tag. An edited image is drift to
-// repair, not a different installation. found is false when no istiod exists.
+// InstalledVersion reads the version of the Istio this operator installed
+// from its istiod: the version label Istio's installer (and this operator)
+// set, or, failing that, the image tag. An edited image is drift to
+// repair, not a different installation. found is false when the operator's
+// istiod does not exist; an istiod someone else installed is not read here
+// (ForeignControlPlanes reports it).
 func InstalledVersion(live LiveObjects) (v SemVer, found bool, err error) {
-	d := live.Get(schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}, Namespace, "istiod")
-	if d == nil {
+	d := live.Get(deploymentGVK, Namespace, "istiod")
+	if d == nil || !Owns(d) {
 		return SemVer{}, false, nil
 	}
+	v, err = versionOf(d)
+	return v, true, err
+}
+
+// versionOf reads an istiod Deployment's Istio version.
+func versionOf(d *unstructured.Unstructured) (SemVer, error) {
 	if v, err := ParseVersion(d.GetLabels()[manifest.OperatorVersionLabel]); err == nil {
-		return v, true, nil
+		return v, nil
 	}
 	containers, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
 	for _, c := range containers {
@@ -172,17 +193,17 @@ func InstalledVersion(live LiveObjects) (v SemVer, found bool, err error) {
 			continue
 		}
 		image, _ := m["image"].(string)
-		tag := image[strings.LastIndex(image, ":")+1:]
-		if at := strings.Index(tag, "@"); at >= 0 {
-			tag = tag[:at]
+		if at := strings.Index(image, "@"); at >= 0 {
+			image = image[:at]
 		}
+		tag := image[strings.LastIndex(image, ":")+1:]
 		v, err := ParseVersion(tag)
 		if err != nil {
-			return SemVer{}, true, fmt.Errorf("istiod runs image %s, whose tag is not an Istio version", image)
+			return SemVer{}, fmt.Errorf("istiod runs image %s, whose tag is not an Istio version", m["image"])
 		}
-		return v, true, nil
+		return v, nil
 	}
-	return SemVer{}, true, fmt.Errorf("istiod has no discovery container")
+	return SemVer{}, fmt.Errorf("istiod has no discovery container")
 }
 
 // CreatedByUser reports whether an object with these labels in one of

@@ -181,8 +181,9 @@ func WaitFor(t *testing.T, timeout time.Duration, what string, cond func(ctx con
 	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		ok, err := cond(ctx)
 		if err != nil {
-			// An error caused by the deadline says nothing about the condition.
-			if ctx.Err() == nil {
+			// An error caused by the deadline says nothing about the
+			// condition; client-go's rate limiter reports one early.
+			if ctx.Err() == nil && !strings.Contains(err.Error(), "would exceed context deadline") {
 				lastErr = err
 			}
 			return false, nil

@@ -80,7 +80,7 @@ func (l *apiLive) Get(gvk schema.GroupVersionKind, namespace, name string) *unst
 	return u
 }
 
-func (l *apiLive) Owned(gvk schema.GroupVersionKind) []*unstructured.Unstructured {
+func (l *apiLive) Labelled(gvk schema.GroupVersionKind) []*unstructured.Unstructured {
 	r := l.resource(gvk, "")
 	if r == nil {
 		return nil
@@ -101,7 +101,7 @@ func UninstallIstio(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(cluster.Context(t), 3*time.Minute)
 	defer cancel()
-	if err := testInstaller().Uninstall(ctx); err != nil {
+	if _, err := testInstaller().Uninstall(ctx); err != nil {
 		t.Fatalf("uninstalling Istio: %v", err)
 	}
 	WaitUninstalled(t, 2*time.Minute)

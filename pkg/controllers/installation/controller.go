@@ -111,6 +111,9 @@ func New(_ context.Context, d *operator.Deps) (operator.Controller, error) {
 		Mapper:  restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(d.KubeClient.Discovery())),
 		Istio:   istioKube,
 		Live:    c.live,
+		// Binds the namespace reader role to whoever the operator runs as,
+		// in the istio-system it creates.
+		Identity: istioclient.NewIdentity(d.KubeClient),
 	}
 	c.loop = queue.New(queue.Config[cache.ObjectName]{Name: Name, Clock: d.Clock}, c.sync)
 	c.userResources = newUserResources(meta, c.enqueueServed)

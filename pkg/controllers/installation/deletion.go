@@ -36,12 +36,18 @@ func (c *Controller) delete(ctx context.Context, istio *v1alpha2.Istio) (queue.R
 	if !slices.Contains(istio.Finalizers, Finalizer) {
 		return queue.Result{}, nil
 	}
-	// An installation the version gate kept the operator away from is not
-	// the operator's to remove.
-	if installed, found, err := istioclient.InstalledVersion(c.live); found && err == nil {
-		if gate := istioclient.CheckUpgrade(installed, istioclient.MustParseVersion(istioclient.Version)); gate != nil {
+	// An installation the version gate kept the operator away from, or one
+	// whose version cannot be read, is not the operator's to remove.
+	if installed, found, err := istioclient.InstalledVersion(c.live); found {
+		why := ""
+		if err != nil {
+			why = fmt.Sprintf("its version cannot be read: %v", err)
+		} else if gate := istioclient.CheckUpgrade(installed, istioclient.MustParseVersion(istioclient.Version)); gate != nil {
+			why = gate.Error()
+		}
+		if why != "" {
 			c.recorder.Eventf(istio, corev1.EventTypeNormal, "UninstallSkipped",
-				"Istio %s was never managed by this operator (%v); it is left installed.", installed, gate)
+				"The installed Istio was never managed by this operator (%s); it is left installed.", why)
 			return queue.Result{}, c.removeFinalizer(ctx, istio)
 		}
 	}
@@ -89,7 +95,8 @@ func (c *Controller) delete(ctx context.Context, istio *v1alpha2.Istio) (queue.R
 	c.userResources.reset()
 	start := c.clock.Now()
 	installer := *c.installer
-	if err := installer.Uninstall(ctx); err != nil {
+	kept, err := installer.Uninstall(ctx)
+	if err != nil {
 		c.recorder.Eventf(istio, corev1.EventTypeWarning, "UninstallFailed", "Uninstalling Istio failed: %v", err)
 		if _, werr := c.report(ctx, istio, v1alpha2.StateError, v1alpha2.ReasonIstioInstallUninstallFailed,
 			fmt.Sprintf("Uninstalling Istio failed and is retried: %v.", err), c.installedCondition(istio)); werr != nil {
@@ -98,6 +105,9 @@ func (c *Controller) delete(ctx context.Context, istio *v1alpha2.Istio) (queue.R
 		return queue.Result{}, err
 	}
 	c.recorder.Eventf(istio, corev1.EventTypeNormal, "UninstallSucceeded", "Uninstalled Istio in %s.", c.clock.Since(start).Round(10*time.Millisecond))
+	if kept != "" {
+		c.recorder.Eventf(istio, corev1.EventTypeNormal, "NamespaceKept", "Namespace %s is kept: %s.", istioclient.Namespace, kept)
+	}
 	logger.Info("Uninstalled Istio")
 	return queue.Result{}, c.removeFinalizer(ctx, c.latest(istio))
 }

@@ -22,14 +22,14 @@ type liveObjects struct {
 
 // ownedKinds are the kinds watched: everything the installer applies or
 // prunes, with the resource names the dynamic client needs. Istio's charts
-// render no other kinds for the components the operator installs.
+// render no other kinds for the components the operator installs; in
+// particular no Secrets (istiod creates its CA Secret at run time) and no
+// Pods, so the operator needs no cluster-wide read of either.
 var ownedKinds = map[schema.GroupVersionKind]string{
 	{Group: "apps", Version: "v1", Kind: "Deployment"}:                                             "deployments",
 	{Group: "apps", Version: "v1", Kind: "DaemonSet"}:                                              "daemonsets",
 	{Version: "v1", Kind: "Service"}:                                                               "services",
 	{Version: "v1", Kind: "ConfigMap"}:                                                             "configmaps",
-	{Version: "v1", Kind: "Pod"}:                                                                   "pods",
-	{Version: "v1", Kind: "Secret"}:                                                                "secrets",
 	{Version: "v1", Kind: "ServiceAccount"}:                                                        "serviceaccounts",
 	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "Role"}:                              "roles",
 	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "RoleBinding"}:                       "rolebindings",
@@ -79,7 +79,7 @@ func (l *liveObjects) Get(gvk schema.GroupVersionKind, namespace, name string) *
 	return u
 }
 
-func (l *liveObjects) Owned(gvk schema.GroupVersionKind) []*unstructured.Unstructured {
+func (l *liveObjects) Labelled(gvk schema.GroupVersionKind) []*unstructured.Unstructured {
 	inf, ok := l.informers[gvk]
 	if !ok || gvk == namespaceGVK {
 		return nil

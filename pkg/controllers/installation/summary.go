@@ -72,6 +72,16 @@ func (c *Controller) failed(ctx context.Context, istio *v1alpha2.Istio, state v1
 	return queue.Result{}, err
 }
 
+// refuse reports an installation the operator will not touch, as a
+// Warning (an Event comes with a new one): it waits for the cluster to
+// change, which the informers report, and looks again every
+// ResyncInterval.
+func (c *Controller) refuse(ctx context.Context, istio *v1alpha2.Istio, reason, msg string) (queue.Result, error) {
+	res, err := c.failed(ctx, istio, v1alpha2.StateWarning, reason, msg)
+	res.RequeueAfter = ResyncInterval
+	return res, err
+}
+
 // progress reports an install, upgrade or repair under way.
 func (c *Controller) progress(ctx context.Context, istio *v1alpha2.Istio, msg string) (*v1alpha2.Istio, error) {
 	return c.report(ctx, istio, v1alpha2.StateProcessing, v1alpha2.ReasonIstioInstalling, msg, &status.Condition{
@@ -85,6 +95,15 @@ func (c *Controller) writeSummary(ctx context.Context, istio *v1alpha2.Istio, wa
 	installed := status.Condition{
 		Type: v1alpha2.ConditionInstalled, Status: metav1.ConditionTrue, Reason: v1alpha2.ReasonIstioInstallSucceeded,
 		Message: fmt.Sprintf("Istio %s is installed with the configuration of generation %d.", istioclient.Version, istio.Generation),
+	}
+	if others := istioclient.ForeignControlPlanes(c.live); len(others) > 0 {
+		// Installed beside them (other revisions): they are reported, and
+		// left to whoever installed them.
+		names := make([]string, len(others))
+		for i, o := range others {
+			names[i] = o.String()
+		}
+		installed.Message += fmt.Sprintf(" Control planes this operator did not install run beside it and are left untouched: %s.", status.Named(names, listedUserResources))
 	}
 	state, ready := Summarize(istio, warnings)
 	return c.write(ctx, istio, state, ready, &installed, true)

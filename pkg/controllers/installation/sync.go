@@ -104,15 +104,12 @@ func (c *Controller) reconcile(ctx context.Context, istio *v1alpha2.Istio) (queu
 	target := istioclient.MustParseVersion(istioclient.Version)
 	installed, found, err := istioclient.InstalledVersion(c.live)
 	if err != nil {
-		return c.failed(ctx, istio, v1alpha2.StateWarning, v1alpha2.ReasonIstioVersionUpdateNotAllowed,
+		return c.refuse(ctx, istio, v1alpha2.ReasonIstioVersionUpdateNotAllowed,
 			fmt.Sprintf("The installed Istio's version cannot be determined (%v); the operator leaves it untouched.", err))
 	}
 	if found {
 		if err := istioclient.CheckUpgrade(installed, target); err != nil {
-			res, werr := c.failed(ctx, istio, v1alpha2.StateWarning, v1alpha2.ReasonIstioVersionUpdateNotAllowed,
-				err.Error()+". The installation is left untouched.")
-			res.RequeueAfter = ResyncInterval
-			return res, werr
+			return c.refuse(ctx, istio, v1alpha2.ReasonIstioVersionUpdateNotAllowed, err.Error()+". The installation is left untouched.")
 		}
 	}
 
@@ -124,11 +121,24 @@ func (c *Controller) reconcile(ctx context.Context, istio *v1alpha2.Istio) (queu
 			fmt.Sprintf("The Istio resource is invalid: %v.", err))
 	}
 	if err != nil {
-		return c.failed(ctx, istio, v1alpha2.StateError, v1alpha2.ReasonIstioInstallUninstallFailed,
-			fmt.Sprintf("Rendering Istio %s failed: %v.", istioclient.Version, err))
+		// Not the user's doing (the API server refusing the render's
+		// reads, say): reported, and retried with backoff.
+		if _, werr := c.failed(ctx, istio, v1alpha2.StateError, v1alpha2.ReasonIstioInstallUninstallFailed,
+			fmt.Sprintf("Rendering Istio %s failed and is retried: %v.", istioclient.Version, err)); werr != nil {
+			logger.Error(werr, "Writing the status")
+		}
+		return queue.Result{}, fmt.Errorf("rendering Istio: %w", err)
 	}
 
 	plan := c.planner.Plan(r, c.live)
+	if !plan.Empty() {
+		if err := c.planner.CheckMissing(ctx, plan, c.installer.Lookup); err != nil {
+			return queue.Result{}, err
+		}
+	}
+	if err := plan.Refused(); err != nil {
+		return c.refuse(ctx, istio, v1alpha2.ReasonForeignIstioFound, err.Error()+".")
+	}
 	if !plan.Empty() {
 		if c.namespaceTerminating() {
 			// The previous installation's uninstall is still removing it;
@@ -250,11 +260,13 @@ func (c *Controller) action(found bool, installed, target istioclient.SemVer, ha
 	return actionRepair
 }
 
-// anyOwned reports whether any object of an installation exists.
+// anyOwned reports whether any object the operator applied exists.
 func (c *Controller) anyOwned() bool {
 	for gvk := range ownedKinds {
-		if len(c.live.Owned(gvk)) > 0 {
-			return true
+		for _, u := range c.live.Labelled(gvk) {
+			if istioclient.Owns(u) {
+				return true
+			}
 		}
 	}
 	return false

@@ -8,6 +8,7 @@ package queue
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -187,10 +188,12 @@ func (l *Loop[K]) ProcessNext(ctx context.Context) bool {
 }
 
 // safeSync turns a panic in sync into an error, so one bad object cannot
-// take the operator down.
+// take the operator down. The stack is logged: the error alone does not
+// say where the panic happened.
 func (l *Loop[K]) safeSync(ctx context.Context, key K) (res Result, err error) {
 	defer func() {
 		if r := recover(); r != nil {
+			klog.FromContext(ctx).Error(nil, "Recovered a panic in a sync", "controller", l.name, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 			err = fmt.Errorf("panic in %s sync: %v", l.name, r)
 		}
 	}()

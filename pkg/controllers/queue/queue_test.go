@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -152,13 +153,25 @@ func TestConflictIsRetriedQuietly(t *testing.T) {
 }
 
 func TestPanicBecomesError(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	ctx := klog.NewContext(context.Background(), zapr.NewLogger(zap.New(core)))
 	l := New(Config[string]{Name: "test-panic", RateLimiter: fastLimiter()},
 		func(context.Context, string) (Result, error) { panic("bad object") })
 	defer l.ShutDown()
 	l.Add("k")
-	next(t, l)
+	if !l.ProcessNext(ctx) {
+		t.Fatal("queue shut down")
+	}
 	if got := reconcileCount(t, "test-panic", metrics.ResultError); got != 1 {
 		t.Errorf("error count %v, want 1", got)
+	}
+	// The panic is logged with the stack of the sync that panicked.
+	var stack string
+	for _, e := range logs.FilterMessage("Recovered a panic in a sync").All() {
+		stack, _ = e.ContextMap()["stack"].(string)
+	}
+	if !strings.Contains(stack, "TestPanicBecomesError") {
+		t.Errorf("no stack naming the panicking function was logged; got %q", stack)
 	}
 }
 

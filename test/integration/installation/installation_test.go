@@ -213,14 +213,15 @@ func TestInstallWaitsForTerminatingNamespace(t *testing.T) {
 	operatortest.WaitForState(t, installTimeout, ns, "default", v1alpha2.StateReady, v1alpha2.ConditionInstalled, metav1.ConditionTrue, v1alpha2.ReasonIstioInstallSucceeded)
 	kube := cluster.Current().Clientset()
 
-	// A user's finalizer keeps istio-system terminating after the uninstall.
+	// A finalizer on istiod's root certificate, an object of Istio's own,
+	// lets the uninstall delete istio-system and keeps it terminating.
 	const holdFinalizer = "test.meshkeeper.io/hold"
-	hold := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "hold", Namespace: istioclient.Namespace, Finalizers: []string{holdFinalizer}}}
+	hold := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "istio-ca-root-cert", Namespace: istioclient.Namespace, Finalizers: []string{holdFinalizer}}}
 	if _, err := kube.CoreV1().ConfigMaps(istioclient.Namespace).Create(t.Context(), hold, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	release := func() {
-		_, err := kube.CoreV1().ConfigMaps(istioclient.Namespace).Patch(cluster.Context(t), "hold", types.MergePatchType,
+		_, err := kube.CoreV1().ConfigMaps(istioclient.Namespace).Patch(cluster.Context(t), hold.Name, types.MergePatchType,
 			[]byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
 			t.Errorf("releasing istio-system: %v", err)
