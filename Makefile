@@ -31,7 +31,7 @@ build: ## Build bin/istio-operator.
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/istio-operator ./cmd/istio-operator
 
 # The kustomization make manifest renders; deploy/overlays/servicemonitor adds
-# a ServiceMonitor.
+# a ServiceMonitor, deploy/overlays/with-namespace the kyma-system Namespace.
 MANIFEST_DIR ?= deploy/base
 
 .PHONY: manifest
@@ -39,7 +39,7 @@ manifest: tools ## Render the deployment manifest (MANIFEST_DIR, default deploy/
 	@mkdir -p bin
 	$(TOOLS_BIN)/kubectl kustomize $(MANIFEST_DIR) > bin/istio-operator.yaml.tmp
 	@mv bin/istio-operator.yaml.tmp bin/istio-operator.yaml
-	@echo "wrote bin/istio-operator.yaml: kubectl apply --server-side -f bin/istio-operator.yaml"
+	@echo "wrote bin/istio-operator.yaml; it holds no Namespace: create kyma-system first (kubectl apply -f deploy/namespace/namespace.yaml), then kubectl apply --server-side -f bin/istio-operator.yaml"
 
 .PHONY: tools
 tools: ## Build the pinned local-cluster and code-generation tools into bin/tools (idempotent).

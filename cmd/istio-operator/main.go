@@ -106,6 +106,17 @@ func run(args []string) int {
 	// Istio's log setup installs its own klog backend; ours wins.
 	klog.SetLogger(logger)
 
+	mem, err := decideMemoryLimit(os.Getenv)
+	if err != nil {
+		logger.Error(err, "Setting the Go memory limit")
+		return 2
+	}
+	if limit := applyMemoryLimit(mem); limit == math.MaxInt64 {
+		logger.Info("Go memory limit", "limit", "none", "source", mem.Source)
+	} else {
+		logger.Info("Go memory limit", "limitBytes", limit, "limitMiB", limit>>20, "containerLimitBytes", mem.Container, "source", mem.Source)
+	}
+
 	metrics.RegisterBuildInfo(metrics.Registry(), istioclient.Version, istioclient.Version, runtime.Version())
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

@@ -24,6 +24,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -96,6 +97,10 @@ type Options struct {
 	// StartTimeout bounds Start when the context has no earlier deadline.
 	// Default 3 minutes.
 	StartTimeout time.Duration
+	// AuditPolicy, when set, is an audit.k8s.io/v1 Policy (YAML) the API
+	// server logs requests by (kwokctl --kube-audit-policy); the log, one
+	// JSON event a line, is at AuditLog().
+	AuditPolicy string
 }
 
 // Cluster is a running kwokctl cluster.
@@ -187,7 +192,15 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 		return err
 	}
 
-	if err := c.create(ctx, configPath, opts.DisableQPSLimits); err != nil {
+	var auditPolicy string
+	if opts.AuditPolicy != "" {
+		auditPolicy = c.auditPolicyPath()
+		if err := os.WriteFile(auditPolicy, []byte(opts.AuditPolicy), 0o644); err != nil {
+			return err
+		}
+	}
+
+	if err := c.create(ctx, configPath, opts.DisableQPSLimits, auditPolicy); err != nil {
 		return err
 	}
 
@@ -235,7 +248,7 @@ options:
 // serialises creations (hack/cluster.sh takes the same lock). It is held
 // until every port kwokctl chose is listening, so the next creation sees
 // them taken, and released then, while kwokctl still waits for the API server.
-func (c *Cluster) create(ctx context.Context, configPath string, disableQPSLimits bool) error {
+func (c *Cluster) create(ctx context.Context, configPath string, disableQPSLimits bool, auditPolicy string) error {
 	unlock, err := lockPorts(ctx)
 	if err != nil {
 		return err
@@ -252,6 +265,9 @@ func (c *Cluster) create(ctx context.Context, configPath string, disableQPSLimit
 	}
 	if disableQPSLimits {
 		args = append(args, "--disable-qps-limits")
+	}
+	if auditPolicy != "" {
+		args = append(args, "--kube-audit-policy", auditPolicy)
 	}
 	cmd, out := c.kwokctlCommand(ctx, args...)
 	if err := cmd.Start(); err != nil {
@@ -574,7 +590,7 @@ func (c *Cluster) stop() error {
 
 	remove := []string{c.WorkDir}
 	if !c.ownsWorkDir {
-		remove = []string{c.clusterDir(), c.configPath()}
+		remove = []string{c.clusterDir(), c.configPath(), c.auditPolicyPath()}
 	}
 	for _, path := range remove {
 		if err := os.RemoveAll(path); err != nil {
@@ -584,9 +600,22 @@ func (c *Cluster) stop() error {
 	return errors.Join(errs...)
 }
 
+// AuditLog is the path of the API server's audit log (Options.AuditPolicy),
+// one JSON audit.k8s.io/v1 Event a line.
+func (c *Cluster) AuditLog() string { return filepath.Join(c.clusterDir(), "logs", auditLogName) }
+
+// auditLogName is the file kwokctl has the API server write its audit log to.
+const auditLogName = "audit.log"
+
+// componentLogs are the components' log files: the audit log is not one.
+func (c *Cluster) componentLogs() []string {
+	files, _ := filepath.Glob(filepath.Join(c.clusterDir(), "logs", "*.log"))
+	return slices.DeleteFunc(files, func(f string) bool { return filepath.Base(f) == auditLogName })
+}
+
 // Logs returns the tail of each component log, for failure messages.
 func (c *Cluster) Logs() string {
-	files, _ := filepath.Glob(filepath.Join(c.clusterDir(), "logs", "*.log"))
+	files := c.componentLogs()
 	sort.Strings(files)
 	if len(files) == 0 {
 		return fmt.Sprintf("(no component logs in %s)\n", filepath.Join(c.clusterDir(), "logs"))
@@ -601,7 +630,7 @@ func (c *Cluster) Logs() string {
 // ErrorLogs returns the last error lines (klog severity E) of each
 // component log, for a failed package's output.
 func (c *Cluster) ErrorLogs() string {
-	files, _ := filepath.Glob(filepath.Join(c.clusterDir(), "logs", "*.log"))
+	files := c.componentLogs()
 	sort.Strings(files)
 	var b strings.Builder
 	for _, f := range files {
@@ -656,6 +685,11 @@ func (c *Cluster) clusterDir() string { return filepath.Join(c.WorkDir, "cluster
 
 // configPath is the kwokctl configuration the cluster is created with.
 func (c *Cluster) configPath() string { return filepath.Join(c.WorkDir, c.Name+".kwokctl.yaml") }
+
+// auditPolicyPath is the audit policy (Options.AuditPolicy) kwokctl copies.
+func (c *Cluster) auditPolicyPath() string {
+	return filepath.Join(c.WorkDir, c.Name+".audit-policy.yaml")
+}
 
 // resolveToolsDir finds the binaries: the explicit directory, else
 // $ISTIO_OPERATOR_TOOLS, else bin/tools in the repository holding the

@@ -1,12 +1,16 @@
 // Package deploy tests the deployment manifest (deploy/base, rendered as
-// make manifest renders it) against a real API server: every object passes
-// server-side dry-run and is applied, the operator's pod meets the
-// "restricted" Pod Security Standard (kyma-system enforces it; kwok runs the
-// pod), and the operator, run in the test process as the manifest's
+// make manifest renders it) against a real API server: applying and
+// deleting it leaves a pre-existing kyma-system namespace and what lives in
+// it untouched, every object passes server-side dry-run and is applied, the
+// operator's pod meets the "restricted" Pod Security Standard (the
+// namespace of deploy/namespace enforces it; kwok runs the pod), and the
+// operator, run in the test process with a token of the manifest's
 // ServiceAccount, installs Istio, restarts an outdated sidecar, keeps the
-// PeerAuthentication and the gateway, and uninstalls, without a single
-// forbidden request. It also checks the kubectl experience of the CRD:
-// printer columns and kubectl wait.
+// PeerAuthentication and the gateway, takes a configuration change and
+// back, and uninstalls, without a single forbidden request; the API
+// server's audit log then shows that every right the manifest grants was
+// used. It also checks the kubectl experience of the CRD: printer columns
+// and kubectl wait.
 package deploy
 
 import (
@@ -16,10 +20,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,8 +32,10 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -43,8 +47,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
@@ -66,8 +69,27 @@ const (
 // impersonation of it).
 var saGroups = []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}
 
+// auditPolicy has the API server log, at level Metadata, every request of
+// the operator's ServiceAccount (and nothing else), and its writes of role
+// bindings at level Request: the binding's roleRef says which role the
+// API server checked the bind verb on.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+- level: Request
+  users: ["` + saUser + `"]
+  verbs: ["create", "update", "patch"]
+  resources:
+  - group: rbac.authorization.k8s.io
+    resources: ["clusterrolebindings", "rolebindings"]
+- level: Metadata
+  users: ["` + saUser + `"]
+- level: None
+`
+
 func TestMain(m *testing.M) {
-	cluster.Main(m, cluster.Options{Nodes: 1})
+	cluster.Main(m, cluster.Options{Nodes: 1, AuditPolicy: auditPolicy})
 }
 
 // TestDeploymentManifest is one story in steps: each needs the one before.
@@ -79,6 +101,8 @@ func TestDeploymentManifest(t *testing.T) {
 	}{
 		{"ManifestContents", func(t *testing.T) { checkContents(t, objs) }},
 		{"ServiceMonitorOverlay", checkServiceMonitorOverlay},
+		{"NamespaceFileAndOverlay", checkNamespaceFiles},
+		{"ApplyAndDeleteLeaveTheNamespaceAlone", checkNamespaceUntouched},
 		{"DryRunThenApply", func(t *testing.T) { dryRunThenApply(t, objs) }},
 		{"OperatorPodRunsUnderRestrictedPodSecurity", waitOperatorDeployment},
 		{"RBACCoversWhatIstioRenders", checkRBACCoversRenderedIstio},
@@ -114,8 +138,9 @@ func kubectl(t *testing.T, args ...string) (string, error) {
 	return string(out), err
 }
 
-// render renders a kustomization of the repository as make manifest does.
-func render(t *testing.T, dir string) []*unstructured.Unstructured {
+// renderRaw renders a kustomization of the repository as make manifest
+// does, into YAML.
+func renderRaw(t *testing.T, dir string) []byte {
 	t.Helper()
 	root, err := cluster.RepoRoot()
 	if err != nil {
@@ -128,6 +153,13 @@ func render(t *testing.T, dir string) []*unstructured.Unstructured {
 	if err != nil {
 		t.Fatalf("kubectl kustomize %s: %v\n%s", dir, err, stderr.String())
 	}
+	return out
+}
+
+// render renders a kustomization of the repository as make manifest does.
+func render(t *testing.T, dir string) []*unstructured.Unstructured {
+	t.Helper()
+	out := renderRaw(t, dir)
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
 	var objs []*unstructured.Unstructured
 	for {
@@ -167,11 +199,18 @@ func toTyped[T any](t *testing.T, u *unstructured.Unstructured) *T {
 // deployment needs: the objects, the operator's arguments, probes,
 // resources and the container's security context.
 func checkContents(t *testing.T, objs []*unstructured.Unstructured) {
+	// The manifest must not change or delete a namespace it does not own:
+	// kyma-system is created beforehand (deploy/namespace).
+	for _, u := range objs {
+		if u.GetKind() == "Namespace" {
+			t.Errorf("the manifest holds Namespace %s: applying it relabels an existing namespace and deleting it deletes everything in it", u.GetName())
+		}
+	}
 	for _, want := range []struct{ kind, name string }{
-		{"Namespace", namespace},
 		{"CustomResourceDefinition", "istios.operator.kyma-project.io"},
 		{"ServiceAccount", serviceAccount},
 		{"ClusterRole", "istio-operator"},
+		{"ClusterRole", istioclient.NamespaceReaderRole},
 		{"ClusterRoleBinding", "istio-operator"},
 		{"Role", "istio-operator-leader-election"},
 		{"RoleBinding", "istio-operator-leader-election"},
@@ -234,8 +273,160 @@ func checkContents(t *testing.T, objs []*unstructured.Unstructured) {
 		psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
 		t.Errorf("pod security context %+v is not hardened", psc)
 	}
-	if ns := find(objs, "Namespace", namespace); ns != nil && ns.GetLabels()["pod-security.kubernetes.io/enforce"] != "restricted" {
-		t.Errorf("namespace %s does not enforce the restricted Pod Security Standard: %v", namespace, ns.GetLabels())
+	memoryLimit := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "MEMORY_LIMIT" })
+	if memoryLimit < 0 || c.Env[memoryLimit].ValueFrom == nil || c.Env[memoryLimit].ValueFrom.ResourceFieldRef == nil ||
+		c.Env[memoryLimit].ValueFrom.ResourceFieldRef.Resource != "limits.memory" {
+		t.Errorf("MEMORY_LIMIT is not taken from the memory limit: %+v", c.Env)
+	}
+	// GOMEMLIMIT at 100% of the limit leaves nothing outside the Go heap;
+	// the operator sets 90% of MEMORY_LIMIT unless GOMEMLIMIT is set.
+	if slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "GOMEMLIMIT" }) {
+		t.Errorf("the manifest sets GOMEMLIMIT, which overrides the operator's 90%% of the memory limit: %+v", c.Env)
+	}
+}
+
+// checkNamespaceFiles checks the optional namespace: deploy/namespace is
+// the kyma-system Namespace alone, enforcing the restricted Pod Security
+// Standard, and deploy/overlays/with-namespace is the base plus it.
+func checkNamespaceFiles(t *testing.T) {
+	nsObjs := render(t, "deploy/namespace")
+	if len(nsObjs) != 1 || nsObjs[0].GetKind() != "Namespace" || nsObjs[0].GetName() != namespace {
+		t.Fatalf("deploy/namespace renders %d objects, want the Namespace %s alone", len(nsObjs), namespace)
+	}
+	labels := nsObjs[0].GetLabels()
+	for _, mode := range []string{"enforce", "warn", "audit"} {
+		if labels["pod-security.kubernetes.io/"+mode] != "restricted" {
+			t.Errorf("namespace %s does not %s the restricted Pod Security Standard: %v", namespace, mode, labels)
+		}
+	}
+	base := render(t, "deploy/base")
+	overlay := render(t, "deploy/overlays/with-namespace")
+	if len(overlay) != len(base)+1 || find(overlay, "Namespace", namespace) == nil {
+		t.Errorf("deploy/overlays/with-namespace renders %d objects, want the base's %d and the Namespace", len(overlay), len(base))
+	}
+	for _, u := range base {
+		if find(overlay, u.GetKind(), u.GetName()) == nil {
+			t.Errorf("deploy/overlays/with-namespace lacks the base's %s %s", u.GetKind(), u.GetName())
+		}
+	}
+}
+
+// namespaceSnapshot is what must not change in a namespace the manifest
+// does not own: the namespace and the objects in it.
+type namespaceSnapshot struct {
+	uid, resourceVersion string
+	labels, annotations  map[string]string
+	phase                corev1.NamespacePhase
+	objects              map[string]string // kind/name: uid@resourceVersion
+}
+
+func snapshotNamespace(t *testing.T, objects map[string]string) namespaceSnapshot {
+	t.Helper()
+	kube := cluster.Current().Clientset()
+	ctx := cluster.Context(t)
+	ns, err := kube.CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("namespace %s: %v", namespace, err)
+	}
+	s := namespaceSnapshot{uid: string(ns.UID), resourceVersion: ns.ResourceVersion, labels: ns.Labels,
+		annotations: ns.Annotations, phase: ns.Status.Phase, objects: map[string]string{}}
+	for key := range objects {
+		kind, name, _ := strings.Cut(key, "/")
+		var m metav1.Object
+		switch kind {
+		case "ConfigMap":
+			m, err = kube.CoreV1().ConfigMaps(namespace).Get(ctx, name, metav1.GetOptions{})
+		case "Secret":
+			m, err = kube.CoreV1().Secrets(namespace).Get(ctx, name, metav1.GetOptions{})
+		default:
+			t.Fatalf("no snapshot of %s", kind)
+		}
+		if err != nil {
+			s.objects[key] = "error: " + err.Error()
+			continue
+		}
+		s.objects[key] = string(m.GetUID()) + "@" + m.GetResourceVersion()
+	}
+	return s
+}
+
+// compare reports every difference between two snapshots.
+func (s namespaceSnapshot) compare(t *testing.T, after namespaceSnapshot, when string) {
+	t.Helper()
+	if after.uid != s.uid {
+		t.Errorf("%s: namespace %s was replaced (uid %s, was %s)", when, namespace, after.uid, s.uid)
+	}
+	if after.resourceVersion != s.resourceVersion {
+		t.Errorf("%s: namespace %s was changed (resourceVersion %s, was %s)", when, namespace, after.resourceVersion, s.resourceVersion)
+	}
+	if !maps.Equal(after.labels, s.labels) {
+		t.Errorf("%s: namespace %s labels %v, were %v", when, namespace, after.labels, s.labels)
+	}
+	if !maps.Equal(after.annotations, s.annotations) {
+		t.Errorf("%s: namespace %s annotations %v, were %v", when, namespace, after.annotations, s.annotations)
+	}
+	if after.phase != corev1.NamespaceActive {
+		t.Errorf("%s: namespace %s is %s", when, namespace, after.phase)
+	}
+	for key, was := range s.objects {
+		if now := after.objects[key]; now != was {
+			t.Errorf("%s: %s in %s is %s, was %s (uid@resourceVersion)", when, key, namespace, now, was)
+		}
+	}
+}
+
+// checkNamespaceUntouched creates kyma-system as a platform team would
+// (from deploy/namespace, with a label and an annotation of its own, and
+// a ConfigMap and a Secret in it), then applies the rendered manifest with
+// kubectl apply --server-side -f and deletes it with kubectl delete -f:
+// the namespace and its objects must come out unchanged. The namespace
+// stays for the steps that follow.
+func checkNamespaceUntouched(t *testing.T) {
+	kube := cluster.Current().Clientset()
+	ctx := cluster.Context(t)
+	nsObjs := render(t, "deploy/namespace")
+	if len(nsObjs) != 1 {
+		t.Fatalf("deploy/namespace renders %d objects", len(nsObjs))
+	}
+	ns := toTyped[corev1.Namespace](t, nsObjs[0])
+	ns.Labels["example.com/team"] = "platform"
+	ns.Annotations = map[string]string{"example.com/owner": "platform-team"}
+	if _, err := kube.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating namespace %s: %v", namespace, err)
+	}
+	if _, err := kube.CoreV1().ConfigMaps(namespace).Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "shared-settings", Labels: map[string]string{"example.com/team": "platform"}},
+		Data:       map[string]string{"key": "value"},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kube.CoreV1().Secrets(namespace).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "shared-credentials"},
+		StringData: map[string]string{"token": "not-a-secret"},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	objects := map[string]string{"ConfigMap/shared-settings": "", "Secret/shared-credentials": ""}
+	before := snapshotNamespace(t, objects)
+
+	file := filepath.Join(t.TempDir(), "istio-operator.yaml")
+	if err := os.WriteFile(file, renderRaw(t, "deploy/base"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := kubectl(t, "apply", "--server-side", "-f", file); err != nil {
+		t.Fatalf("kubectl apply --server-side -f: %v\n%s", err, out)
+	}
+	before.compare(t, snapshotNamespace(t, objects), "after kubectl apply --server-side -f")
+	if out, err := kubectl(t, "delete", "-f", file, "--wait", "--timeout=2m"); err != nil {
+		t.Fatalf("kubectl delete -f: %v\n%s", err, out)
+	}
+	before.compare(t, snapshotNamespace(t, objects), "after kubectl delete -f")
+	// The delete did delete the manifest's objects.
+	if _, err := kube.AppsV1().Deployments(namespace).Get(ctx, "istio-operator", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("Deployment istio-operator after kubectl delete -f: %v", err)
+	}
+	if _, err := kube.CoreV1().ServiceAccounts(namespace).Get(ctx, serviceAccount, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("ServiceAccount %s after kubectl delete -f: %v", serviceAccount, err)
 	}
 }
 
@@ -243,8 +434,8 @@ func checkContents(t *testing.T, objs []*unstructured.Unstructured) {
 // ServiceMonitor that selects the metrics Service and its port.
 func checkServiceMonitorOverlay(t *testing.T) {
 	objs := render(t, "deploy/overlays/servicemonitor")
-	if len(objs) != 10 {
-		t.Errorf("the overlay renders %d objects, want the base's 9 and a ServiceMonitor", len(objs))
+	if base := render(t, "deploy/base"); len(objs) != len(base)+1 {
+		t.Errorf("the overlay renders %d objects, want the base's %d and a ServiceMonitor", len(objs), len(base))
 	}
 	sm := find(objs, "ServiceMonitor", "istio-operator")
 	svc := find(objs, "Service", "istio-operator-metrics")
@@ -345,25 +536,13 @@ func (a *applier) apply(ctx context.Context, u *unstructured.Unstructured, dryRu
 }
 
 // dryRunThenApply applies every object with server-side dry-run, then for
-// real. A namespaced object can be dry-run only once its namespace exists,
-// so the cluster-scoped objects are dry-run first and the namespace is
-// created before the rest is dry-run.
+// real, into the namespace the previous step created (from
+// deploy/namespace), as a user creates it before applying the manifest.
 func dryRunThenApply(t *testing.T, objs []*unstructured.Unstructured) {
 	a := newApplier(t)
 	ctx := cluster.Context(t)
-	clusterScoped := func(u *unstructured.Unstructured) bool { return u.GetNamespace() == "" }
-	for _, u := range objs {
-		if clusterScoped(u) {
-			if err := a.apply(ctx, u, true); err != nil {
-				t.Errorf("dry-run of %s %s: %v", u.GetKind(), u.GetName(), err)
-			}
-		}
-	}
-	if t.Failed() {
-		return
-	}
-	if err := a.apply(ctx, find(objs, "Namespace", namespace), false); err != nil {
-		t.Fatalf("creating namespace %s: %v", namespace, err)
+	if _, err := cluster.Current().Clientset().CoreV1().Namespaces().Get(ctx, namespace, metav1.GetOptions{}); err != nil {
+		t.Fatalf("namespace %s, which the manifest needs and does not create: %v", namespace, err)
 	}
 	for _, u := range objs {
 		if err := a.apply(ctx, u, true); err != nil {
@@ -547,6 +726,15 @@ func checkRBACDenies(t *testing.T) {
 		{Verb: "bind", Group: "rbac.authorization.k8s.io", Resource: "clusterroles", Name: "cluster-admin"},
 		{Verb: "escalate", Group: "rbac.authorization.k8s.io", Resource: "roles", Namespace: "kube-system", Name: "extension-apiserver-authentication-reader"},
 		{Verb: "get", Resource: "secrets", Namespace: "kube-system", Name: "any"},
+		// Secrets are read only in an istio-system the operator created,
+		// through the RoleBinding it creates there.
+		{Verb: "list", Resource: "secrets"},
+		{Verb: "watch", Resource: "secrets"},
+		{Verb: "list", Resource: "secrets", Namespace: "istio-system"},
+		{Verb: "delete", Resource: "pods", Namespace: "default", Name: "app"},
+		{Verb: "delete", Resource: "namespaces", Name: namespace},
+		{Verb: "patch", Resource: "namespaces", Name: "default"},
+		{Verb: "bind", Group: "rbac.authorization.k8s.io", Resource: "clusterroles", Name: "istio-operator"},
 		{Verb: "create", Resource: "secrets", Namespace: "istio-system"},
 		{Verb: "create", Resource: "pods", Namespace: "default"},
 		{Verb: "update", Group: "apps", Resource: "deployments", Namespace: "default"},
@@ -555,6 +743,22 @@ func checkRBACDenies(t *testing.T) {
 		{Verb: "delete", Group: "operator.kyma-project.io", Resource: "istios", Namespace: namespace},
 		{Verb: "get", Group: "projectcalico.org", Resource: "felixconfigurations", Name: "other"},
 		{Verb: "impersonate", Resource: "serviceaccounts"},
+		// Writes are restricted to the names Istio's charts render.
+		{Verb: "delete", Group: "apiextensions.k8s.io", Resource: "customresourcedefinitions", Name: "istios.operator.kyma-project.io"},
+		{Verb: "patch", Group: "apiextensions.k8s.io", Resource: "customresourcedefinitions", Name: "servicemonitors.monitoring.coreos.com"},
+		{Verb: "delete", Group: "rbac.authorization.k8s.io", Resource: "clusterroles", Name: "cluster-admin"},
+		{Verb: "patch", Group: "rbac.authorization.k8s.io", Resource: "clusterrolebindings", Name: "cluster-admin"},
+		{Verb: "delete", Group: "rbac.authorization.k8s.io", Resource: "clusterroles", Name: "istio-operator"},
+		{Verb: "patch", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations", Name: "another-injector"},
+		{Verb: "update", Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations", Name: "istio-revision-tag-default"},
+		{Verb: "delete", Group: "admissionregistration.k8s.io", Resource: "validatingwebhookconfigurations", Name: "another-validator"},
+		{Verb: "get", Resource: "configmaps", Namespace: "kube-system", Name: "kubeadm-config"},
+		{Verb: "patch", Resource: "configmaps", Namespace: namespace, Name: "shared-settings"},
+		{Verb: "delete", Resource: "services", Namespace: "default", Name: "kubernetes"},
+		{Verb: "delete", Group: "apps", Resource: "deployments", Namespace: namespace, Name: "istio-operator"},
+		{Verb: "patch", Group: "security.istio.io", Resource: "peerauthentications", Namespace: "default", Name: "app"},
+		{Verb: "patch", Group: "operator.kyma-project.io", Resource: "istios", Namespace: namespace},
+		{Verb: "update", Group: "operator.kyma-project.io", Resource: "istios", Subresource: "status", Namespace: namespace},
 	} {
 		if can(t, attrs) {
 			t.Errorf("the ServiceAccount may %s, which the operator never does", describe(attrs))
@@ -576,60 +780,45 @@ func (f *forbidden) list() []string {
 
 // serviceAccountKubeconfig starts a loopback proxy to the API server that
 // records every 403, and writes a kubeconfig that reaches the API server
-// through it as the ServiceAccount (impersonated: the proxy authenticates
-// as the cluster's admin, which may impersonate; the API server then
-// authorizes every request as the ServiceAccount alone).
+// through it as the ServiceAccount: the proxy authenticates with a token
+// of the ServiceAccount (TokenRequest), so the API server authenticates,
+// authorizes and audits every request as the ServiceAccount, as it would
+// the operator's pod.
 func serviceAccountKubeconfig(t *testing.T) (string, *forbidden) {
 	t.Helper()
 	c := cluster.Current()
-	target, err := url.Parse(c.Config.Host)
+	token, err := c.Clientset().CoreV1().ServiceAccounts(namespace).CreateToken(cluster.Context(t), serviceAccount,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](2 * 3600)}},
+		metav1.CreateOptions{})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("a token for ServiceAccount %s/%s: %v", namespace, serviceAccount, err)
 	}
-	transport, err := rest.TransportFor(c.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
+	saConfig := rest.AnonymousClientConfig(c.Config)
+	saConfig.BearerToken = token.Status.Token
 	rec := &forbidden{}
-	proxy := &httputil.ReverseProxy{
-		Rewrite:       func(r *httputil.ProxyRequest) { r.SetURL(target) },
-		Transport:     transport,
-		FlushInterval: -1, // watches stream
-		ModifyResponse: func(resp *http.Response) error {
-			if resp.StatusCode == http.StatusForbidden {
-				req := resp.Request
-				var status metav1.Status
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body = io.NopCloser(bytes.NewReader(body))
-				_ = json.Unmarshal(body, &status)
-				rec.mu.Lock()
-				rec.requests = append(rec.requests, fmt.Sprintf("%s %s as %s: %s", req.Method, req.URL.RequestURI(),
-					req.Header.Get("Impersonate-User"), status.Message))
-				rec.mu.Unlock()
-			}
-			return nil
-		},
-	}
-	srv := httptest.NewServer(proxy)
-	t.Cleanup(func() {
-		srv.CloseClientConnections()
-		srv.Close()
+	proxy := cluster.NewProxy(t, saConfig, func(resp *http.Response) {
+		if resp.StatusCode != http.StatusForbidden {
+			return
+		}
+		req := resp.Request
+		var status metav1.Status
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		_ = json.Unmarshal(body, &status)
+		rec.mu.Lock()
+		rec.requests = append(rec.requests, fmt.Sprintf("%s %s: %s", req.Method, req.URL.RequestURI(), status.Message))
+		rec.mu.Unlock()
 	})
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["proxy"] = &clientcmdapi.Cluster{Server: srv.URL}
-	cfg.AuthInfos[serviceAccount] = &clientcmdapi.AuthInfo{Impersonate: saUser}
-	cfg.Contexts["sa"] = &clientcmdapi.Context{Cluster: "proxy", AuthInfo: serviceAccount}
-	cfg.CurrentContext = "sa"
-	path := filepath.Join(t.TempDir(), "kubeconfig.yaml")
-	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
-		t.Fatal(err)
-	}
+	path := proxy.Kubeconfig
 	return path, rec
 }
 
 // runOperatorAsServiceAccount runs the operator with leader election as the
 // ServiceAccount and takes an Istio resource through install, a sidecar
-// restart and uninstall; any 403 on the way fails the test.
+// restart, a configuration change (egress gateway and NetworkPolicies on,
+// then off again: pruning) and a cascading uninstall that deletes the
+// users' Istio resources; any 403 on the way fails the test, and so does a
+// right the manifest grants that the API server's audit log shows unused.
 func runOperatorAsServiceAccount(t *testing.T) {
 	kubeconfig, rec := serviceAccountKubeconfig(t)
 	forbiddenBefore := operatortest.Counter(t, "rest_client_requests_total", map[string]string{"code": "403"})
@@ -669,9 +858,18 @@ func runOperatorAsServiceAccount(t *testing.T) {
 	})
 	t.Run("printer columns", func(t *testing.T) { checkPrinterColumns(t) })
 	t.Run("sidecar restart", func(t *testing.T) { checkSidecarRestart(t) })
+	t.Run("configuration change", func(t *testing.T) { checkConfigurationChange(t) })
 
+	userNamespace := createUserResources(t)
+	setDeletionStrategy(t, v1alpha2.DeletionStrategyCascading)
 	operatortest.DeleteIstio(t, installTimeout, namespace, "default")
 	operatortest.WaitUninstalled(t, 2*time.Minute)
+	for _, ur := range istioclient.UserResources {
+		list, err := cluster.Current().Dynamic().Resource(ur.Resource).Namespace(userNamespace).List(cluster.Context(t), metav1.ListOptions{})
+		if err == nil && len(list.Items) > 0 {
+			t.Errorf("the users' %s survived a cascading deletion", ur.Kind)
+		}
+	}
 
 	op.Stop()
 	if f := rec.list(); len(f) > 0 {
@@ -680,6 +878,112 @@ func runOperatorAsServiceAccount(t *testing.T) {
 	if n := operatortest.Counter(t, "rest_client_requests_total", map[string]string{"code": "403"}) - forbiddenBefore; n > 0 {
 		t.Errorf("client-go counted %v responses 403", n)
 	}
+	t.Run("every granted right was used", checkEveryRuleUsed)
+}
+
+// updateSpec changes the Istio resource's spec, retrying on conflicts
+// with the operator's own writes.
+func updateSpec(t *testing.T, change func(*v1alpha2.IstioSpec)) {
+	t.Helper()
+	client := operatortest.Client(t).OperatorV1alpha2().Istios(namespace)
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		istio, err := client.Get(cluster.Context(t), "default", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		change(&istio.Spec)
+		_, err = client.Update(cluster.Context(t), istio, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("updating Istio %s/default: %v", namespace, err)
+	}
+}
+
+func setDeletionStrategy(t *testing.T, s v1alpha2.DeletionStrategy) {
+	t.Helper()
+	updateSpec(t, func(spec *v1alpha2.IstioSpec) { spec.DeletionStrategy = s })
+	operatortest.WaitForState(t, installTimeout, namespace, "default", v1alpha2.StateReady,
+		v1alpha2.ConditionInstalled, metav1.ConditionTrue, v1alpha2.ReasonIstioInstallSucceeded)
+}
+
+// checkConfigurationChange turns on the egress gateway and the
+// NetworkPolicies, waits until they are installed, and turns them off
+// again: the operator applies new objects of new kinds, and then prunes
+// them.
+func checkConfigurationChange(t *testing.T) {
+	kube := cluster.Current().Clientset()
+	updateSpec(t, func(spec *v1alpha2.IstioSpec) {
+		spec.NetworkPoliciesEnabled = true
+		spec.Components = &v1alpha2.Components{EgressGateway: &v1alpha2.EgressGateway{Enabled: ptr.To(true)}}
+	})
+	operatortest.WaitForState(t, installTimeout, namespace, "default", v1alpha2.StateReady,
+		v1alpha2.ConditionInstalled, metav1.ConditionTrue, v1alpha2.ReasonIstioInstallSucceeded)
+	if _, err := kube.AppsV1().Deployments(istioclient.Namespace).Get(cluster.Context(t), "istio-egressgateway", metav1.GetOptions{}); err != nil {
+		t.Errorf("egress gateway: %v", err)
+	}
+	nps, err := kube.NetworkingV1().NetworkPolicies("").List(cluster.Context(t), metav1.ListOptions{})
+	if err != nil || len(nps.Items) == 0 {
+		t.Errorf("no NetworkPolicies installed: %v", err)
+	}
+
+	updateSpec(t, func(spec *v1alpha2.IstioSpec) {
+		spec.NetworkPoliciesEnabled = false
+		spec.Components = nil
+	})
+	operatortest.WaitForState(t, installTimeout, namespace, "default", v1alpha2.StateReady,
+		v1alpha2.ConditionInstalled, metav1.ConditionTrue, v1alpha2.ReasonIstioInstallSucceeded)
+	cluster.WaitFor(t, time.Minute, "the egress gateway and the NetworkPolicies pruned", func(ctx context.Context) (bool, error) {
+		if _, err := kube.AppsV1().Deployments(istioclient.Namespace).Get(ctx, "istio-egressgateway", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return false, err
+		}
+		nps, err := kube.NetworkingV1().NetworkPolicies("").List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		return len(nps.Items) == 0, nil
+	})
+}
+
+// userResourceSpecs are valid specs of one object of each of the users'
+// Istio kinds.
+var userResourceSpecs = map[string]map[string]any{
+	"AuthorizationPolicy":   {},
+	"DestinationRule":       {"host": "reviews.example.com"},
+	"EnvoyFilter":           {},
+	"Gateway":               {"selector": map[string]any{"istio": "ingressgateway"}, "servers": []any{map[string]any{"port": map[string]any{"number": int64(80), "name": "http", "protocol": "HTTP"}, "hosts": []any{"*"}}}},
+	"PeerAuthentication":    {"mtls": map[string]any{"mode": "PERMISSIVE"}},
+	"ProxyConfig":           {"concurrency": int64(2)},
+	"RequestAuthentication": {},
+	"ServiceEntry":          {"hosts": []any{"reviews.example.com"}, "ports": []any{map[string]any{"number": int64(80), "name": "http", "protocol": "HTTP"}}, "resolution": "DNS"},
+	"Sidecar":               {},
+	"Telemetry":             {},
+	"VirtualService":        {"hosts": []any{"reviews.example.com"}, "http": []any{map[string]any{"route": []any{map[string]any{"destination": map[string]any{"host": "reviews.example.com"}}}}}},
+	"WasmPlugin":            {"url": "oci://registry.example.com/plugin:1"},
+	"WorkloadEntry":         {"address": "10.0.0.1"},
+	"WorkloadGroup":         {"template": map[string]any{"serviceAccount": "reviews"}},
+}
+
+// createUserResources creates one of each of the users' Istio kinds in a
+// namespace of their own, for a cascading deletion to delete.
+func createUserResources(t *testing.T) string {
+	t.Helper()
+	ns := cluster.Namespace(t, nil)
+	for _, ur := range istioclient.UserResources {
+		spec, ok := userResourceSpecs[ur.Kind]
+		if !ok {
+			t.Fatalf("no spec for the users' %s in userResourceSpecs", ur.Kind)
+		}
+		u := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": ur.Resource.GroupVersion().String(), "kind": ur.Kind,
+			"metadata": map[string]any{"name": "reviews", "namespace": ns},
+			"spec":     spec,
+		}}
+		if _, err := cluster.Current().Dynamic().Resource(ur.Resource).Namespace(ns).Create(cluster.Context(t), u, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("creating the users' %s: %v", ur.Kind, err)
+		}
+	}
+	return ns
 }
 
 // checkPrinterColumns reads the Istio resources as kubectl get does (as a
@@ -720,10 +1024,13 @@ func checkPrinterColumns(t *testing.T) {
 	}
 }
 
-// checkSidecarRestart creates a workload whose pods carry an older proxy
+// checkSidecarRestart creates workloads whose pods carry an older proxy
 // (as an injector would have put it there before the install) and waits
-// until the proxy sidecar controller has restarted it: a patch of a
-// Deployment in another namespace and an Event there.
+// until the proxy sidecar controller has restarted them: a Deployment,
+// which it rolls with a patch of its template, and an OnDelete
+// StatefulSet, an owner-less ReplicaSet and a ReplicationController,
+// which it marks with a patch and whose pods it then evicts. Patches of
+// workloads in another namespace, and Events there.
 func checkSidecarRestart(t *testing.T) {
 	ns := cluster.Namespace(t, nil)
 	d := cluster.NewDeployment("app", 1)
@@ -731,17 +1038,77 @@ func checkSidecarRestart(t *testing.T) {
 	d.Spec.Template.Spec.Containers = append(d.Spec.Template.Spec.Containers,
 		corev1.Container{Name: "istio-proxy", Image: istioclient.Hub + "/proxyv2:1.30.0"})
 	kube := cluster.Current().Clientset()
-	if _, err := kube.AppsV1().Deployments(ns).Create(cluster.Context(t), d, metav1.CreateOptions{}); err != nil {
+	ctx := cluster.Context(t)
+	if _, err := kube.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	cluster.WaitFor(t, 2*time.Minute, "the outdated workload restarted", func(ctx context.Context) (bool, error) {
+	template := func(app string) corev1.PodTemplateSpec {
+		tpl := *d.Spec.Template.DeepCopy()
+		tpl.Labels = map[string]string{"app": app}
+		return tpl
+	}
+	selector := func(app string) *metav1.LabelSelector {
+		return &metav1.LabelSelector{MatchLabels: map[string]string{"app": app}}
+	}
+	if _, err := kube.AppsV1().StatefulSets(ns).Create(ctx, &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "db"},
+		Spec: appsv1.StatefulSetSpec{Replicas: ptr.To[int32](1), Selector: selector("db"), Template: template("db"),
+			UpdateStrategy: appsv1.StatefulSetUpdateStrategy{Type: appsv1.OnDeleteStatefulSetStrategyType}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kube.AppsV1().ReplicaSets(ns).Create(ctx, &appsv1.ReplicaSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "batch"},
+		Spec:       appsv1.ReplicaSetSpec{Replicas: ptr.To[int32](1), Selector: selector("batch"), Template: template("batch")},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rcTemplate := template("legacy")
+	if _, err := kube.CoreV1().ReplicationControllers(ns).Create(ctx, &corev1.ReplicationController{
+		ObjectMeta: metav1.ObjectMeta{Name: "legacy"},
+		Spec:       corev1.ReplicationControllerSpec{Replicas: ptr.To[int32](1), Selector: map[string]string{"app": "legacy"}, Template: &rcTemplate},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	const restartedFor = "istio-operator.kyma-project.io/restarted-for"
+	cluster.WaitFor(t, 2*time.Minute, "the outdated Deployment restarted", func(ctx context.Context) (bool, error) {
 		got, err := kube.AppsV1().Deployments(ns).Get(ctx, d.Name, metav1.GetOptions{})
 		if err != nil {
 			return false, err
 		}
-		return got.Spec.Template.Annotations["istio-operator.kyma-project.io/restarted-for"] != "", nil
+		return got.Spec.Template.Annotations[restartedFor] != "", nil
 	})
 	if !operatortest.HasEventOn(t, "Deployment", ns, d.Name, "ProxySidecarRestarted") {
 		t.Errorf("no ProxySidecarRestarted Event on Deployment %s/%s: %v", ns, d.Name, operatortest.EventsOn(t, "Deployment", ns, d.Name))
 	}
+	// The workloads restarted by eviction: marked with annotations on the
+	// workload itself (a template change would roll nothing) and their
+	// pods evicted one at a time; the audit check (every granted right
+	// used) sees the evictions.
+	for _, w := range []struct {
+		kind, name string
+		get        func(ctx context.Context) (metav1.Object, error)
+	}{
+		{"StatefulSet", "db", func(ctx context.Context) (metav1.Object, error) {
+			return kube.AppsV1().StatefulSets(ns).Get(ctx, "db", metav1.GetOptions{})
+		}},
+		{"ReplicaSet", "batch", func(ctx context.Context) (metav1.Object, error) {
+			return kube.AppsV1().ReplicaSets(ns).Get(ctx, "batch", metav1.GetOptions{})
+		}},
+		{"ReplicationController", "legacy", func(ctx context.Context) (metav1.Object, error) {
+			return kube.CoreV1().ReplicationControllers(ns).Get(ctx, "legacy", metav1.GetOptions{})
+		}},
+	} {
+		cluster.WaitFor(t, 2*time.Minute, fmt.Sprintf("the outdated %s %s restarted", w.kind, w.name), func(ctx context.Context) (bool, error) {
+			o, err := w.get(ctx)
+			if err != nil || o.GetAnnotations()[restartedFor] == "" {
+				return false, err
+			}
+			return operatortest.HasEventOn(t, w.kind, ns, w.name, "ProxySidecarRestarted"), nil
+		})
+	}
+	// Their evictions follow the marks, one pod at a time and only once a
+	// workload is ready; the lifecycle does not wait for them (see
+	// unexercised in audit_test.go).
 }
