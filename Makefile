@@ -87,7 +87,7 @@ bench: tools build ## Measure the proxy sidecar restart wave on a local cluster;
 	$(GO) run ./test/bench --operator-binary bin/istio-operator $(BENCH_FLAGS)
 
 .PHONY: screenshot
-screenshot: tools ## Run the metrics test with Prometheus; save docs/images/prometheus-graph.png (needs chromium) and bin/metrics-sample.txt.
+screenshot: tools ## Run the metrics test with Prometheus; save docs/images/prometheus-graph.png (needs chromium and PROMETHEUS_BINARY, a Prometheus release with its web UI) and bin/metrics-sample.txt.
 	@mkdir -p docs/images bin
 	METRICS_SCREENSHOT=$(ROOT)/docs/images/prometheus-graph.png METRICS_SCRAPE=$(ROOT)/bin/metrics-sample.txt \
 	  $(GO) test -count=1 -timeout 10m -run TestMetricsWithPrometheus ./test/integration/metrics

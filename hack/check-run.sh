@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks the README's first command: `make run` on a fresh local cluster
-# brings the sample Istio resource to Ready. Then it stops the operator and
-# removes the cluster. CI runs it after `make test`.
+# brings the sample Istio resource to Ready, and the real istiod behind it
+# injects sidecars into a labelled namespace. Then it stops the operator and
+# istiod and removes the cluster. CI runs it after `make test`.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -42,5 +43,18 @@ if ! "${kubectl}" wait --for=condition=Ready "istio/default" -n "${NAMESPACE}" -
   fail "the sample Istio resource did not become Ready"
 fi
 "${kubectl}" get istio -n "${NAMESPACE}"
+
+# A Deployment in a namespace with Istio's injection label gets its sidecar
+# from the real istiod, through the webhook the operator installed.
+"${kubectl}" create namespace check-injection
+"${kubectl}" label namespace check-injection istio-injection=enabled
+"${kubectl}" create deployment web --image=registry.k8s.io/pause:3.10 -n check-injection
+containers=""
+until [[ "${containers}" == *istio-proxy* ]]; do
+  ((SECONDS < deadline)) || fail "no pod of check-injection/web got an istio-proxy sidecar (containers: ${containers:-none}); see .cache/istiod-${CLUSTER}.log"
+  sleep 1
+  containers="$("${kubectl}" get pods -n check-injection -o jsonpath='{.items[*].spec.initContainers[*].name} {.items[*].spec.containers[*].name}')"
+done
+echo "check-run: check-injection/web injected by the real istiod: ${containers}"
 kill -0 "${run}" 2>/dev/null || fail "make run exited"
 echo "check-run: make run brought istio/default to Ready in ${SECONDS}s"

@@ -6,7 +6,7 @@
 # Pods on the kwok nodes become Running without running any container.
 #
 #   hack/cluster.sh up [--name NAME] [--nodes N] [--disable-qps-limits]
-#   hack/cluster.sh down|kubeconfig|status [--name NAME]
+#   hack/cluster.sh down|kubeconfig|egress-selector|status [--name NAME]
 #
 # Environment: TOOLS_BIN (default bin/tools), KWOK_WORKDIR (default .cache/kwok).
 set -euo pipefail
@@ -179,7 +179,7 @@ delete_cluster() {
     any_exists "${pids[@]}" || break
     sleep 0.1
   done
-  rm -rf "${CLUSTER_DIR}"
+  rm -rf "${CLUSTER_DIR}" "${KWOK_WORKDIR}/${NAME}.egress-selector.yaml" "${KWOK_WORKDIR}/${NAME}.router.sock"
 }
 
 # dead_components prints the components kwokctl started that have exited;
@@ -238,14 +238,34 @@ create_cluster() {
   exec 9>"${LOCK_FILE}"
   flock -w 300 9 || die "timed out waiting for ${LOCK_FILE} (another cluster is being created)"
 
+  # The API server dials Services (webhooks) through an HTTP CONNECT proxy
+  # on this Unix socket, which hack/local-istiod serves: the route to the
+  # real istiod behind the simulated one (test/istiod).
+  local egress="${KWOK_WORKDIR}/${NAME}.egress-selector.yaml"
+  cat > "${egress}" <<EOF
+apiVersion: apiserver.k8s.io/v1beta1
+kind: EgressSelectorConfiguration
+egressSelections:
+- name: cluster
+  connection:
+    proxyProtocol: HTTPConnect
+    transport:
+      uds:
+        udsName: ${KWOK_WORKDIR}/${NAME}.router.sock
+EOF
   # kwokctl binds every component to 0.0.0.0 unless configured otherwise,
   # and has no flag for it.
   local config="${KWOK_WORKDIR}/istio-operator-kwokctl.yaml"
-  cat > "${config}" <<'EOF'
+  cat > "${config}" <<EOF
 apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokctlConfiguration
 options:
   bindAddress: 127.0.0.1
+componentsPatches:
+- name: kube-apiserver
+  extraArgs:
+  - key: egress-selector-config-file
+    value: ${egress}
 EOF
   local args=(create cluster --config "${config}" --kubeconfig "" --runtime binary)
   [[ ${DISABLE_QPS_LIMITS} == 1 ]] && args+=(--disable-qps-limits)
@@ -383,6 +403,9 @@ status() {
 case "${command}" in
   up) up ;;
   down) down ;;
+  egress-selector)
+    echo "${KWOK_WORKDIR}/${NAME}.egress-selector.yaml"
+    ;;
   kubeconfig)
     echo "${KUBECONFIG_PATH}"
     [[ -f "${KUBECONFIG_PATH}" ]] || die "cluster ${NAME} does not exist; run: $0 up --name ${NAME}"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # make run: the operator in the foreground against the local cluster, with
-# the CRD installed, the sidecar-injector stand-in serving on loopback and
-# the sample Istio resource applied. Ctrl-C stops the operator and the
-# stand-in; `make cluster-down` removes the cluster.
+# the CRD installed, the real istiod standing behind the one the operator
+# installs (hack/local-istiod) and the sample Istio resource applied. Ctrl-C
+# stops the operator and istiod; `make cluster-down` removes the cluster.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,9 +33,12 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-echo "Starting the sidecar-injector stand-in (test scaffolding: no container runs on this cluster)"
-go build -o "${ROOT}/bin/injector-standin" "${ROOT}/hack/injector-standin"
-"${ROOT}/bin/injector-standin" --kubeconfig "${KUBECONFIG}" > "${ROOT}/.cache/injector-standin.log" 2>&1 &
+echo "Starting the real istiod behind the installed one (log: .cache/istiod-${NAME}.log)"
+go build -o "${ROOT}/bin/local-istiod" "${ROOT}/hack/local-istiod"
+mkdir -p "${ROOT}/.cache"
+"${ROOT}/bin/local-istiod" --kubeconfig "${KUBECONFIG}" \
+  --egress-selector-config "$(bash "${ROOT}/hack/cluster.sh" egress-selector --name "${NAME}")" \
+  --istiod "${TOOLS_BIN}/pilot-discovery" --dir "${ROOT}/.cache/istiod-${NAME}" > "${ROOT}/.cache/istiod-${NAME}.log" 2>&1 &
 pids+=($!)
 
 echo "Applying deploy/samples/istio-default.yaml"
@@ -48,7 +51,9 @@ The operator runs below (Ctrl-C stops it). In another terminal:
   kubectl get istio -n ${NAMESPACE} -w
   kubectl describe istio default -n ${NAMESPACE}
   curl -s localhost:8080/metrics | grep istio_operator_
-Stand-in log: .cache/injector-standin.log. Remove the cluster with: make cluster-down
+  kubectl create namespace demo && kubectl label namespace demo istio-injection=enabled
+  kubectl create deployment web --image=nginx -n demo   # its pod gets a real sidecar
+istiod log: .cache/istiod-${NAME}.log. Remove the cluster with: make cluster-down
 
 MSG
 "${ROOT}/bin/istio-operator" --kubeconfig "${KUBECONFIG}" --namespace "${NAMESPACE}" \

@@ -55,8 +55,23 @@ var namespaceKinds = []schema.GroupVersionResource{
 var runtimeObjects = map[string]bool{
 	"configmaps/kube-root-ca.crt":   true, // Kubernetes' root CA bundle, in every namespace
 	"configmaps/istio-ca-root-cert": true, // istiod's root certificate, in every namespace
+	"configmaps/istio-ca-crl":       true, // istiod's certificate revocation list (PILOT_CRL_CONFIGMAP)
 	"secrets/istio-ca-secret":       true, // istiod's self-signed CA
 	"serviceaccounts/default":       true, // every namespace's default
+	// istiod's leader elections that lock a ConfigMap named after the
+	// election (istio.io/istio/pilot/pkg/leaderelection; the per-revision
+	// ones lock Leases, which are not a kind users keep here).
+	"configmaps/istio-leader":                                 true,
+	"configmaps/istio-namespace-controller-election":          true,
+	"configmaps/istio-clustertrustbundle-controller-election": true,
+	"configmaps/istio-serviceexport-controller-election":      true,
+	"configmaps/istio-gateway-status-leader":                  true,
+	"configmaps/istio-status-leader":                          true,
+	"configmaps/istio-analyze-leader":                         true,
+	"configmaps/istio-gateway-deployment":                     true,
+	"configmaps/istio-gateway-inferencepool":                  true,
+	"configmaps/istio-node-untaint":                           true,
+	"configmaps/istio-ip-autoallocate":                        true,
 }
 
 // leaderAnnotation marks a ConfigMap used as a leader election lock.

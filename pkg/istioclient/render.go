@@ -16,6 +16,7 @@ import (
 	"istio.io/istio/operator/pkg/manifest"
 	"istio.io/istio/operator/pkg/render"
 	"istio.io/istio/operator/pkg/values"
+	"istio.io/istio/pkg/config/mesh"
 	"istio.io/istio/pkg/kube"
 	istioversion "istio.io/istio/pkg/version"
 	"sigs.k8s.io/yaml"
@@ -69,6 +70,9 @@ func (r *Rendered) Objects() []manifest.Manifest {
 // flag does not reach the values istiod's chart records. TestRenderFastCRDs
 // holds the result to Istio's own rendering.
 func Render(iop values.Map, client kube.Client) (*Rendered, error) {
+	if err := checkMeshConfig(iop); err != nil {
+		return nil, err
+	}
 	var sets []manifest.ManifestSet
 	var merged values.Map
 	var err error
@@ -84,6 +88,42 @@ func Render(iop values.Map, client kube.Client) (*Rendered, error) {
 	r := &Rendered{Sets: sets, Merged: merged, Version: merged.GetPathString("spec.values.global.tag")}
 	r.Hash = hashOf(r)
 	return r, nil
+}
+
+// checkMeshConfig holds the IstioOperator's mesh configuration to what
+// istiod accepts. istiod validates the mesh configuration it reads with this
+// same function on every load and, when it fails, keeps running on its
+// previous configuration and only logs; Istio's renderer refuses it too, in
+// an error that would read as a failure to retry. Checked first, it is what
+// it is: an Istio resource the user has to change.
+func checkMeshConfig(iop values.Map) error {
+	mc, ok := iop.GetPath("spec.meshConfig")
+	if !ok {
+		return nil
+	}
+	raw, err := yaml.Marshal(mc)
+	if err != nil {
+		return &InvalidSpecError{Err: err}
+	}
+	if _, err := mesh.ApplyMeshConfigDefaults(string(raw)); err != nil {
+		return &InvalidSpecError{Err: fmt.Errorf("istiod would reject the mesh configuration: %s", errorList(err))}
+	}
+	return nil
+}
+
+// errorList flattens Istio's multi-line error lists ("2 errors occurred:"
+// followed by "\t* ..." lines) into one line for a condition message.
+func errorList(err error) string {
+	var items []string
+	for _, line := range strings.Split(err.Error(), "\n") {
+		if item, ok := strings.CutPrefix(strings.TrimSpace(line), "* "); ok {
+			items = append(items, item)
+		}
+	}
+	if len(items) == 0 {
+		return err.Error()
+	}
+	return strings.Join(items, "; ")
 }
 
 // generate is Istio's rendering of an IstioOperator, which it reads from

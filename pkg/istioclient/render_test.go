@@ -1,7 +1,9 @@
 package istioclient
 
 import (
+	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"istio.io/istio/operator/pkg/component"
@@ -119,6 +121,44 @@ func BenchmarkRender(b *testing.B) {
 				if err := render(); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// A spec whose mesh configuration istiod would refuse on load is an invalid
+// spec, caught before anything is applied. The schema's trust domain pattern
+// (Kyma's) lets through names Istio's DNS-label check refuses. What istiod
+// only warns about (an extension provider it would not use) is accepted, as
+// istiod accepts it.
+func TestRenderRefusesMeshConfigIstiodRejects(t *testing.T) {
+	authorizer := func(pathPrefix string) []*v1alpha2.Authorizer {
+		return []*v1alpha2.Authorizer{{Name: "authz", Service: "authz.auth.svc.cluster.local", Port: 8080, PathPrefix: ptrTo(pathPrefix)}}
+	}
+	cases := map[string]struct {
+		config  v1alpha2.Config
+		wantErr string
+	}{
+		"trust domain with an underscore":   {v1alpha2.Config{TrustDomain: ptrTo("mesh_domain.local")}, `trustDomain: trust domain name "mesh_domain.local" invalid`},
+		"trust domain label with a hyphen":  {v1alpha2.Config{TrustDomain: ptrTo("-mesh.local")}, "trustDomain"},
+		"valid trust domain":                {v1alpha2.Config{TrustDomain: ptrTo("mesh.example.com")}, ""},
+		"extension provider istiod ignores": {v1alpha2.Config{Authorizers: authorizer("check")}, ""},
+		"valid extension provider":          {v1alpha2.Config{Authorizers: authorizer("/check")}, ""},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			spec := v1alpha2.IstioSpec{Config: tc.config}
+			iop, err := DesiredIstioOperator(&spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = Render(iop, nil)
+			var invalid *InvalidSpecError
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("Render: %v", err)
+			case tc.wantErr != "" && (!errors.As(err, &invalid) || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("Render: %v, want an InvalidSpecError naming %q", err, tc.wantErr)
 			}
 		})
 	}

@@ -28,7 +28,6 @@ import (
 	"github.com/meshkeeper/istio-operator/pkg/generated/clientset/versioned"
 	"github.com/meshkeeper/istio-operator/pkg/istioclient"
 	"github.com/meshkeeper/istio-operator/test/cluster"
-	"github.com/meshkeeper/istio-operator/test/injector"
 	"github.com/meshkeeper/istio-operator/test/operatorproc"
 	"github.com/meshkeeper/istio-operator/test/workload"
 )
@@ -115,7 +114,7 @@ func runSize(ctx context.Context, o options, root string, res *results) (err err
 	s := &scenario{opts: o, root: root, res: res, pacingFlags: o.pacingFlags}
 
 	// cleanups run last-in first-out: the operator stops before the
-	// injector, the injector before the cluster.
+	// cluster (and istiod with it).
 	var cleanups []func() error
 	defer func() {
 		for i := len(cleanups) - 1; i >= 0; i-- {
@@ -155,16 +154,8 @@ func runSize(ctx context.Context, o options, root string, res *results) (err err
 	s.res.LibraryInstallSeconds = took.Seconds()
 	progress("Istio's library installed Istio in %.1fs; removed it again", took.Seconds())
 
-	// The stand-in injects what the installed Istio would, so that pods
-	// created by a restart get the new proxy configuration.
-	inj, err := injector.Start(ctx, injector.FromCluster(s.cs))
-	if err != nil {
-		return err
-	}
-	cleanups = append(cleanups, inj.Close)
-	if err := inj.Register(ctx, s.cs); err != nil {
-		return err
-	}
+	// The real istiod behind the installed one injects the workloads' pods
+	// (test/istiod): it runs with the cluster, on the same machine.
 
 	if err := installCRD(ctx, c); err != nil {
 		return err
@@ -228,7 +219,7 @@ func runSize(ctx context.Context, o options, root string, res *results) (err err
 	if err := s.wl.startInformers(informerCtx); err != nil {
 		return err
 	}
-	if err := s.setupWorkloads(ctx, inj); err != nil {
+	if err := s.setupWorkloads(ctx); err != nil {
 		return err
 	}
 	converged, err := s.waitSteady(ctx)
@@ -382,11 +373,11 @@ func revision(d *appsv1.Deployment) int64 {
 
 // setupWorkloads creates the namespaces and Deployments and waits until
 // every pod runs with a sidecar.
-func (s *scenario) setupWorkloads(ctx context.Context, inj *injector.Server) error {
+func (s *scenario) setupWorkloads(ctx context.Context) error {
 	o := s.opts
 	start := time.Now()
 	progress("creating %d namespaces", o.Namespaces)
-	if err := s.wl.createNamespaces(ctx, inj, time.Minute); err != nil {
+	if err := s.wl.createNamespaces(ctx, time.Minute); err != nil {
 		return err
 	}
 	progress("creating %d Deployments of %d pods", o.Workloads, o.Pods)

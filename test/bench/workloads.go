@@ -9,7 +9,6 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/meshkeeper/istio-operator/test/injector"
 	"github.com/meshkeeper/istio-operator/test/workload"
 )
 
@@ -46,8 +45,8 @@ func (w *workloads) startInformers(ctx context.Context) error {
 
 func (w *workloads) restartsSince(t time.Time) []restart { return w.RestartsSince(t) }
 
-func (w *workloads) createNamespaces(ctx context.Context, inj *injector.Server, timeout time.Duration) error {
-	return w.CreateNamespaces(ctx, inj, timeout)
+func (w *workloads) createNamespaces(ctx context.Context, timeout time.Duration) error {
+	return w.CreateNamespaces(ctx, timeout)
 }
 
 func (w *workloads) createDeployments(ctx context.Context) error { return w.CreateDeployments(ctx) }

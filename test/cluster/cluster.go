@@ -44,6 +44,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshkeeper/istio-operator/pkg/reconnect"
+	"github.com/meshkeeper/istio-operator/test/istiod"
 )
 
 const (
@@ -71,7 +72,11 @@ const (
 // requiredTools are the binaries kwokctl's binary runtime runs.
 var requiredTools = []string{
 	"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok", "kwokctl",
+	istiodBinary,
 }
+
+// istiodBinary is the real istiod, run behind the simulated istiod pod.
+const istiodBinary = "pilot-discovery"
 
 // Options configure a cluster. The zero value is usable.
 type Options struct {
@@ -117,6 +122,17 @@ type Cluster struct {
 	toolsDir    string
 	ownsWorkDir bool
 	clientset   kubernetes.Interface
+
+	// router carries the API server's calls to Services (webhooks) to host
+	// processes; istiod is the real istiod behind the installed one.
+	router       *istiod.Router
+	istiod       *istiod.Supervisor
+	stopIstiod   context.CancelFunc
+	istiodExited chan struct{}
+
+	// releasePorts ends an outage's hold on the creation lock (KillComponent).
+	outageMu     sync.Mutex
+	releasePorts func()
 
 	nodesMu  sync.Mutex
 	stopOnce sync.Once
@@ -187,8 +203,16 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 var validName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$`)
 
 func (c *Cluster) start(ctx context.Context, opts Options) error {
+	router, err := istiod.NewRouter(c.routerSocketPath())
+	if err != nil {
+		return err
+	}
+	c.router = router
+	if err := os.WriteFile(c.egressSelectorPath(), []byte(istiod.EgressSelectorConfiguration(c.routerSocketPath())), 0o644); err != nil {
+		return err
+	}
 	configPath := c.configPath()
-	if err := os.WriteFile(configPath, []byte(kwokctlConfig), 0o644); err != nil {
+	if err := os.WriteFile(configPath, []byte(kwokctlConfig(c.egressSelectorPath())), 0o644); err != nil {
 		return err
 	}
 
@@ -228,19 +252,75 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 	if err := c.waitReadyz(ctx); err != nil {
 		return err
 	}
+	if err := c.superviseIstiod(); err != nil {
+		return err
+	}
 	if err := c.CreateNodes(ctx, opts.Nodes); err != nil {
 		return err
 	}
 	return c.waitServiceAccount(ctx, metav1.NamespaceDefault)
 }
 
-// kwokctlConfig makes every component listen on loopback only; kwokctl binds
-// to 0.0.0.0 by default and has no flag for it.
-const kwokctlConfig = `apiVersion: config.kwok.x-k8s.io/v1alpha1
+// kwokctlConfig makes every component listen on loopback only (kwokctl binds
+// to 0.0.0.0 by default and has no flag for it), and has the API server dial
+// Services through the router (egressSelector, an EgressSelectorConfiguration).
+func kwokctlConfig(egressSelector string) string {
+	return `apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokctlConfiguration
 options:
   bindAddress: 127.0.0.1
+componentsPatches:
+- name: kube-apiserver
+  extraArgs:
+  - key: egress-selector-config-file
+    value: ` + egressSelector + `
 `
+}
+
+// superviseIstiod stands the real istiod behind the cluster's istiod
+// Deployment whenever one is installed, until the cluster stops.
+func (c *Cluster) superviseIstiod() error {
+	c.router.SetClient(c.clientset)
+	logs := filepath.Join(c.clusterDir(), "logs")
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		return err
+	}
+	log, err := os.OpenFile(filepath.Join(logs, "istiod.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	s, err := istiod.NewSupervisor(istiod.Options{
+		Binary:     filepath.Join(c.toolsDir, istiodBinary),
+		Kubeconfig: c.Kubeconfig,
+		Client:     c.clientset,
+		Router:     c.router,
+		Dir:        filepath.Join(c.clusterDir(), "istiod"),
+		Log:        log,
+	})
+	if err != nil {
+		_ = log.Close()
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c.istiod, c.stopIstiod, c.istiodExited = s, cancel, make(chan struct{})
+	go func() {
+		defer close(c.istiodExited)
+		defer log.Close()
+		s.Run(ctx)
+	}()
+	return nil
+}
+
+// Istiod is the supervisor of the real istiod behind this cluster.
+func (c *Cluster) Istiod() *istiod.Supervisor { return c.istiod }
+
+// routerSocketPath is the Unix socket the API server reaches Services by.
+func (c *Cluster) routerSocketPath() string { return filepath.Join(c.WorkDir, c.Name+".router.sock") }
+
+// egressSelectorPath is the API server's egress selector configuration.
+func (c *Cluster) egressSelectorPath() string {
+	return filepath.Join(c.WorkDir, c.Name+".egress-selector.yaml")
+}
 
 // create runs `kwokctl create cluster`. kwokctl picks each component's port
 // by probing downwards from 32767 for one nobody listens on, so two creations
@@ -574,6 +654,14 @@ func (c *Cluster) stop() error {
 	defer cancel()
 
 	var errs []error
+	defer c.returnPorts()
+	if c.stopIstiod != nil {
+		c.stopIstiod()
+		<-c.istiodExited
+	}
+	if c.router != nil {
+		_ = c.router.Close()
+	}
 	// Remember the processes before kwokctl forgets them with their pid files.
 	procs := componentProcesses(c.clusterDir())
 	if _, err := os.Stat(c.clusterDir()); err == nil {
@@ -590,7 +678,7 @@ func (c *Cluster) stop() error {
 
 	remove := []string{c.WorkDir}
 	if !c.ownsWorkDir {
-		remove = []string{c.clusterDir(), c.configPath(), c.auditPolicyPath()}
+		remove = []string{c.clusterDir(), c.configPath(), c.auditPolicyPath(), c.egressSelectorPath(), c.routerSocketPath()}
 	}
 	for _, path := range remove {
 		if err := os.RemoveAll(path); err != nil {
@@ -694,6 +782,21 @@ func (c *Cluster) auditPolicyPath() string {
 // resolveToolsDir finds the binaries: the explicit directory, else
 // $ISTIO_OPERATOR_TOOLS, else bin/tools in the repository holding the
 // working directory.
+// Tool is the path of a binary `make tools` builds (prometheus, promtool,
+// pilot-discovery, kubectl, ...), or an error naming the command that
+// builds it.
+func Tool(name string) (string, error) {
+	dir, err := resolveToolsDir("")
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, name)
+	if info, err := os.Stat(path); err != nil || info.IsDir() || info.Mode()&0o111 == 0 {
+		return "", fmt.Errorf("%s is not built in %s; run `make tools`", name, dir)
+	}
+	return path, nil
+}
+
 func resolveToolsDir(dir string) (string, error) {
 	if dir == "" {
 		dir = os.Getenv(ToolsEnv)

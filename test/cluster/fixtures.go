@@ -16,6 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
+
+	"github.com/meshkeeper/istio-operator/test/istiod"
 )
 
 // IstioCRDFile is the operator's CRD, relative to the repository root.
@@ -85,4 +87,51 @@ func InstallIstioCRD(t *testing.T) *apiextensionsv1.CustomResourceDefinition {
 		return err == nil, err
 	})
 	return crd
+}
+
+// ProxyContainerName is the container Istio's injector adds.
+const ProxyContainerName = "istio-proxy"
+
+// Proxy returns the pod's istio-proxy container, injected as a native
+// sidecar (an init container) or as a container; nil without one.
+func Proxy(p *corev1.Pod) *corev1.Container {
+	for i := range p.Spec.InitContainers {
+		if p.Spec.InitContainers[i].Name == ProxyContainerName {
+			return &p.Spec.InitContainers[i]
+		}
+	}
+	for i := range p.Spec.Containers {
+		if p.Spec.Containers[i].Name == ProxyContainerName {
+			return &p.Spec.Containers[i]
+		}
+	}
+	return nil
+}
+
+// MeshNamespace creates a namespace with Istio's injection label: the real
+// istiod injects its new pods. When istiod serves already, it returns once
+// the namespace's pods are injected.
+func MeshNamespace(t *testing.T) string {
+	t.Helper()
+	ns := Namespace(t, map[string]string{"istio-injection": "enabled"})
+	select {
+	case <-Current().Istiod().Ready():
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		if err := istiod.WaitInjecting(ctx, Current().Clientset(), ns); err != nil {
+			t.Fatal(err)
+		}
+	default:
+	}
+	return ns
+}
+
+// WaitIstiod waits until the real istiod behind the installed one serves.
+func WaitIstiod(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	select {
+	case <-Current().Istiod().Ready():
+	case <-time.After(timeout):
+		t.Fatalf("the real istiod did not serve within %s\n%s", timeout, Current().Logs())
+	}
 }

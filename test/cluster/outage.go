@@ -14,6 +14,10 @@ import (
 // until it is gone. Components that depend on it may exit in turn:
 // kube-controller-manager and kube-scheduler give up their leader lease
 // and exit once the API server has been away for their renew deadline.
+//
+// Until StartComponents has them listening again, it holds the host-wide
+// creation lock: a cluster created meanwhile (another test package) would
+// take the freed ports, which kwokctl chooses by probing for free ones.
 func (c *Cluster) KillComponent(ctx context.Context, name string) error {
 	pid, err := c.componentPID(name)
 	if err != nil {
@@ -22,7 +26,35 @@ func (c *Cluster) KillComponent(ctx context.Context, name string) error {
 	if !alive(pid) {
 		return fmt.Errorf("%s (pid %d) is not running", name, pid)
 	}
+	if err := c.holdPorts(ctx); err != nil {
+		return err
+	}
 	return killAll(ctx, c.clusterDir(), []int{pid})
+}
+
+// holdPorts takes the creation lock for an outage, once.
+func (c *Cluster) holdPorts(ctx context.Context) error {
+	c.outageMu.Lock()
+	defer c.outageMu.Unlock()
+	if c.releasePorts != nil {
+		return nil
+	}
+	unlock, err := lockPorts(ctx)
+	if err != nil {
+		return err
+	}
+	c.releasePorts = unlock
+	return nil
+}
+
+// returnPorts gives the creation lock back, if an outage holds it.
+func (c *Cluster) returnPorts() {
+	c.outageMu.Lock()
+	defer c.outageMu.Unlock()
+	if c.releasePorts != nil {
+		c.releasePorts()
+		c.releasePorts = nil
+	}
 }
 
 // StartComponents starts every component that is not running, as a
@@ -47,6 +79,7 @@ func (c *Cluster) StartComponents(ctx context.Context) ([]string, error) {
 	if err := c.waitReadyz(ctx); err != nil {
 		return stopped, fmt.Errorf("starting %s again: %w\n%s", strings.Join(stopped, ", "), err, c.Logs())
 	}
+	c.returnPorts()
 	return stopped, nil
 }
 

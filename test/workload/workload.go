@@ -25,7 +25,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/meshkeeper/istio-operator/test/cluster"
-	"github.com/meshkeeper/istio-operator/test/injector"
+	"github.com/meshkeeper/istio-operator/test/istiod"
 )
 
 const (
@@ -131,14 +131,14 @@ func (s *Set) RestartsSince(t time.Time) []Restart {
 	return out
 }
 
-// CreateNamespaces creates the injected namespaces and waits until the API
-// server calls the injector stand-in for each: pods created earlier would
-// go without a sidecar.
-func (s *Set) CreateNamespaces(ctx context.Context, inj *injector.Server, timeout time.Duration) error {
+// CreateNamespaces creates the injected namespaces (Istio's
+// istio-injection=enabled) and waits until the real istiod injects the pods
+// of each: pods created earlier would go without a sidecar.
+func (s *Set) CreateNamespaces(ctx context.Context, timeout time.Duration) error {
 	for _, name := range s.Namespaces {
 		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
 			Name:   name,
-			Labels: map[string]string{injector.NamespaceLabelKey: injector.NamespaceLabelValue},
+			Labels: map[string]string{"istio-injection": "enabled"},
 		}}
 		if _, err := s.CS.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("creating namespace %s: %w", name, err)
@@ -146,7 +146,7 @@ func (s *Set) CreateNamespaces(ctx context.Context, inj *injector.Server, timeou
 	}
 	for _, name := range s.Namespaces {
 		wctx, cancel := context.WithTimeout(ctx, timeout)
-		err := inj.WaitUntilActive(wctx, s.CS, name)
+		err := istiod.WaitInjecting(wctx, s.CS, name)
 		cancel()
 		if err != nil {
 			return err
@@ -278,16 +278,7 @@ func ProxyImage(p *corev1.Pod) string {
 }
 
 // ProxyContainer finds istio-proxy, a classic or a native sidecar.
-func ProxyContainer(p *corev1.Pod) *corev1.Container {
-	for _, list := range [][]corev1.Container{p.Spec.Containers, p.Spec.InitContainers} {
-		for i := range list {
-			if list[i].Name == injector.ProxyContainerName {
-				return &list[i]
-			}
-		}
-	}
-	return nil
-}
+func ProxyContainer(p *corev1.Pod) *corev1.Container { return cluster.Proxy(p) }
 
 // ProxyCPU returns the CPU request of the sidecar of one of the pods.
 func (s *Set) ProxyCPU() (resource.Quantity, error) {

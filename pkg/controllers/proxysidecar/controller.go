@@ -25,6 +25,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	appslisters "k8s.io/client-go/listers/apps/v1"
@@ -122,6 +123,7 @@ type Controller struct {
 	clock    clock.PassiveClock
 	metrics  *metrics.ProxyMetrics
 	pacer    *pacer
+	injector *injectorProbe
 	target   atomic.Pointer[target]
 
 	restartEvents *restartEvents
@@ -161,23 +163,26 @@ func New(_ context.Context, d *operator.Deps) (operator.Controller, error) {
 		}
 	}
 	c := &Controller{
-		namespace:     d.Namespace,
-		defaults:      d.RestartPacing,
-		istios:        d.OperatorInformers.Operator().V1alpha2().Istios().Lister(),
-		pods:          podInformer.GetIndexer(),
-		replicaSets:   kinf.Apps().V1().ReplicaSets().Lister(),
-		rsIndex:       rsInformer.GetIndexer(),
-		deployments:   kinf.Apps().V1().Deployments().Lister(),
-		statefulSets:  kinf.Apps().V1().StatefulSets().Lister(),
-		daemonSets:    kinf.Apps().V1().DaemonSets().Lister(),
-		rcs:           kinf.Core().V1().ReplicationControllers().Lister(),
-		namespaces:    kinf.Core().V1().Namespaces().Lister(),
-		kube:          d.KubeClient,
-		status:        status.NewWriter(d.OperatorClient, Name, d.Clock),
-		recorder:      d.Recorder(Name),
-		clock:         d.Clock,
-		metrics:       metrics.NewProxyMetrics(),
-		pacer:         newPacer(),
+		namespace:    d.Namespace,
+		defaults:     d.RestartPacing,
+		istios:       d.OperatorInformers.Operator().V1alpha2().Istios().Lister(),
+		pods:         podInformer.GetIndexer(),
+		replicaSets:  kinf.Apps().V1().ReplicaSets().Lister(),
+		rsIndex:      rsInformer.GetIndexer(),
+		deployments:  kinf.Apps().V1().Deployments().Lister(),
+		statefulSets: kinf.Apps().V1().StatefulSets().Lister(),
+		daemonSets:   kinf.Apps().V1().DaemonSets().Lister(),
+		rcs:          kinf.Core().V1().ReplicationControllers().Lister(),
+		namespaces:   kinf.Core().V1().Namespaces().Lister(),
+		kube:         d.KubeClient,
+		status:       status.NewWriter(d.OperatorClient, Name, d.Clock),
+		recorder:     d.Recorder(Name),
+		clock:        d.Clock,
+		metrics:      metrics.NewProxyMetrics(),
+		pacer:        newPacer(),
+		injector: newInjectorProbe(d.Namespace, func(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, error) {
+			return d.KubeClient.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		}, d.Clock),
 		restartEvents: newRestartEvents(d.RestartEvents),
 		desired:       map[types.UID]desiredAt{},
 		lastProgress:  map[Key]time.Time{},

@@ -104,6 +104,10 @@ func newFixture(t *testing.T, pacing v1alpha2.RestartPacing) *fixture {
 		namespaces:   corelisters.NewNamespaceLister(f.nss),
 		kube:         f.kube, recorder: f.recorder, clock: f.clock,
 		metrics: metrics.NewProxyMetrics(), pacer: newPacer(),
+		// The injector serves the desired proxy already.
+		injector: newInjectorProbe("kyma-system", func(context.Context, *corev1.Pod) (*corev1.Pod, error) {
+			return injectedPod(f.want), nil
+		}, f.clock),
 		restartEvents: newRestartEvents(operator.EventBudget{}),
 		lastProgress:  map[Key]time.Time{}, refusals: map[Key]*refusal{},
 	}

@@ -70,6 +70,10 @@ func (c *Controller) syncWorkload(ctx context.Context, k Key) (queue.Result, err
 		// twice. Its pods may get the new proxy on their own.
 		return queue.Result{RequeueAfter: RollingInterval}, nil
 	}
+	if !c.injector.serves(ctx, t) {
+		// Restarted now, its pods would get the old proxy again.
+		return queue.Result{RequeueAfter: injectorRecheck}, nil
+	}
 	if !c.pacer.acquire(k) {
 		return queue.Result{}, nil // in line; woken when a slot frees
 	}

@@ -214,6 +214,8 @@ func checkContents(t *testing.T, objs []*unstructured.Unstructured) {
 		{"ClusterRoleBinding", "istio-operator"},
 		{"Role", "istio-operator-leader-election"},
 		{"RoleBinding", "istio-operator-leader-election"},
+		{"Role", "istio-operator-injection-probe"},
+		{"RoleBinding", "istio-operator-injection-probe"},
 		{"Deployment", "istio-operator"},
 		{"Service", "istio-operator-metrics"},
 	} {
@@ -221,8 +223,8 @@ func checkContents(t *testing.T, objs []*unstructured.Unstructured) {
 			t.Errorf("the manifest has no %s %s", want.kind, want.name)
 		}
 	}
-	if len(objs) != 9 {
-		t.Errorf("the manifest has %d objects, want 9", len(objs))
+	if len(objs) != 11 {
+		t.Errorf("the manifest has %d objects, want 11", len(objs))
 	}
 	u := find(objs, "Deployment", "istio-operator")
 	if u == nil {
@@ -946,7 +948,7 @@ func checkConfigurationChange(t *testing.T) {
 }
 
 // userResourceSpecs are valid specs of one object of each of the users'
-// Istio kinds.
+// Istio kinds: istiod's validation webhook checks them.
 var userResourceSpecs = map[string]map[string]any{
 	"AuthorizationPolicy":   {},
 	"DestinationRule":       {"host": "reviews.example.com"},
@@ -956,7 +958,7 @@ var userResourceSpecs = map[string]map[string]any{
 	"ProxyConfig":           {"concurrency": int64(2)},
 	"RequestAuthentication": {},
 	"ServiceEntry":          {"hosts": []any{"reviews.example.com"}, "ports": []any{map[string]any{"number": int64(80), "name": "http", "protocol": "HTTP"}}, "resolution": "DNS"},
-	"Sidecar":               {},
+	"Sidecar":               {"egress": []any{map[string]any{"hosts": []any{"./*", "istio-system/*"}}}},
 	"Telemetry":             {},
 	"VirtualService":        {"hosts": []any{"reviews.example.com"}, "http": []any{map[string]any{"route": []any{map[string]any{"destination": map[string]any{"host": "reviews.example.com"}}}}}},
 	"WasmPlugin":            {"url": "oci://registry.example.com/plugin:1"},

@@ -43,7 +43,6 @@ import (
 	"github.com/meshkeeper/istio-operator/pkg/metrics"
 	"github.com/meshkeeper/istio-operator/pkg/operator"
 	"github.com/meshkeeper/istio-operator/test/cluster"
-	"github.com/meshkeeper/istio-operator/test/injector"
 	"github.com/meshkeeper/istio-operator/test/metricsdoc"
 	"github.com/meshkeeper/istio-operator/test/operatorproc"
 	"github.com/meshkeeper/istio-operator/test/operatortest"
@@ -51,7 +50,8 @@ import (
 )
 
 const (
-	oldProxy  = "docker.io/istio/proxyv2:1.30.2"
+	oldTag    = "1.30.2"
+	oldProxy  = "docker.io/istio/proxyv2:" + oldTag
 	timeout   = 3 * time.Minute
 	leaseName = "istio-operator-leader"
 )
@@ -60,23 +60,15 @@ func TestMain(m *testing.M) {
 	cluster.Main(m, cluster.Options{Nodes: 1})
 }
 
-// meshWorkloads creates Deployments, a StatefulSet and a DaemonSet in a
-// namespace of the injector stand-in while it injects the old proxy, waits
-// until their pods run it, and then lets the stand-in inject what the
-// installed Istio would: the operator has to restart every one of them.
+// meshWorkloads installs Istio oldTag as another tool would, creates
+// Deployments, a StatefulSet and a DaemonSet in an injected namespace and
+// waits until their pods run the old proxy, which the real istiod injected:
+// once the operator upgrades Istio, it has to restart every one of them.
 func meshWorkloads(t *testing.T, cs kubernetes.Interface) int {
 	t.Helper()
-	old := injector.DefaultConfig(oldProxy)
-	done := make(chan struct{})
-	s := injector.ServeForTest(t, cs, func(ctx context.Context) (injector.Config, error) {
-		select {
-		case <-done:
-			return injector.ConfigFromCluster(ctx, cs)
-		default:
-			return old, nil
-		}
-	})
-	ns := s.Namespace(t, cs)
+	operatortest.InstallIstio(t, oldTag)
+	cluster.WaitIstiod(t, timeout)
+	ns := cluster.MeshNamespace(t)
 	var workloads int
 	for i := range 8 {
 		if _, err := cs.AppsV1().Deployments(ns).Create(t.Context(), cluster.NewDeployment(fmt.Sprintf("deploy-%d", i), 1), metav1.CreateOptions{}); err != nil {
@@ -118,7 +110,6 @@ func meshWorkloads(t *testing.T, cs kubernetes.Interface) int {
 		}
 		return true, nil
 	})
-	close(done)
 	return workloads
 }
 

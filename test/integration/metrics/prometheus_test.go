@@ -33,14 +33,18 @@ const (
 	scrapeInterval = "1s"
 )
 
-// prometheusBinary is Debian's prometheus (the package .ci/run installs).
-// Without it the test fails: it is the point of the test.
+// prometheusBinary is the Prometheus `make tools` builds from the pinned
+// module (hack/prometheus), or $PROMETHEUS_BINARY: the screenshot needs the
+// web UI's assets, which a module build leaves out and a release binary
+// carries. Without one the test fails: it is the point of the test.
 func prometheusBinary(t *testing.T) string {
 	t.Helper()
-	bin, err := exec.LookPath("prometheus")
+	if bin := os.Getenv("PROMETHEUS_BINARY"); bin != "" {
+		return bin
+	}
+	bin, err := cluster.Tool("prometheus")
 	if err != nil {
-		t.Fatal("the prometheus binary is not on PATH; install Debian's package: " +
-			"apt-get install -y --no-install-recommends prometheus (.ci/run does)")
+		t.Fatal(err)
 	}
 	return bin
 }

@@ -188,10 +188,10 @@ func (e *evictions) snapshot() (map[string]int, []string) {
 func TestEvictionPath(t *testing.T) {
 	cluster.InstallIstioCRD(t)
 	cs := cluster.Current().Clientset()
-	s, useCluster := standin(t, cs)
+	olderIstio(t)
 	opNS := cluster.Namespace(t, nil)
 
-	mesh := s.Namespace(t, cs)
+	mesh := cluster.MeshNamespace(t)
 	workloads := []evictionWorkload{
 		{"StatefulSet", "sts", 2}, {"DaemonSet", "ds", nodes}, {"ReplicaSet", "rs", 2}, {"ReplicationController", "rc", 2},
 	}
@@ -204,7 +204,7 @@ func TestEvictionPath(t *testing.T) {
 	}
 	// A ReplicaSet whose budget allows no disruption, in its own namespace
 	// so that the others' pods can be counted apart.
-	guardedNS := s.Namespace(t, cs)
+	guardedNS := cluster.MeshNamespace(t)
 	guarded := evictionWorkload{"ReplicaSet", "guarded", 1}
 	createEvictionWorkload(t, cs, guardedNS, guarded)
 	if _, err := cs.PolicyV1().PodDisruptionBudgets(guardedNS).Create(t.Context(), &policyv1.PodDisruptionBudget{
@@ -215,7 +215,7 @@ func TestEvictionPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	// An opted-out namespace.
-	optOut := s.Namespace(t, cs)
+	optOut := cluster.MeshNamespace(t)
 	if _, err := cs.CoreV1().Namespaces().Patch(t.Context(), optOut, types.MergePatchType,
 		[]byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:"true"}}}`, proxysidecar.AnnotationExclude)), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
@@ -228,7 +228,6 @@ func TestEvictionPath(t *testing.T) {
 	waitAllOn(t, cs, optOut, oldProxy, 1)
 	watched := watchEvictions(t, cs, mesh, replicas)
 
-	useCluster.Store(true)
 	operatortest.Start(t, opNS)
 	t.Cleanup(func() { operatortest.WaitUninstalled(t, timeout) })
 	operatortest.CreateIstio(t, opNS, "default", v1alpha2.IstioSpec{})
@@ -337,9 +336,9 @@ func TestEvictionPath(t *testing.T) {
 func TestRateChangeAppliesAtOnce(t *testing.T) {
 	cluster.InstallIstioCRD(t)
 	cs := cluster.Current().Clientset()
-	s, useCluster := standin(t, cs)
+	olderIstio(t)
 	opNS := cluster.Namespace(t, nil)
-	mesh := s.Namespace(t, cs)
+	mesh := cluster.MeshNamespace(t)
 	const n = 4
 	for i := range n {
 		createDeployment(t, cs, mesh, cluster.NewDeployment(fmt.Sprintf("slow-%d", i), 1))
@@ -356,7 +355,6 @@ func TestRateChangeAppliesAtOnce(t *testing.T) {
 		t.Fatalf("a rate of 1m: %v, want rejected naming spec.proxyRestart.restartsPerSecond", err)
 	}
 
-	useCluster.Store(true)
 	operatortest.Start(t, opNS)
 	t.Cleanup(func() { operatortest.WaitUninstalled(t, timeout) })
 	// One restart every 10 s: the first goes at once, the others wait.

@@ -1,6 +1,6 @@
 // Package proxysidecar tests the proxy sidecar controller against a real API
-// server, with the sidecar-injector stand-in giving new pods the proxy of
-// the installed Istio: outdated workloads of every kind are restarted once,
+// server, with the real istiod injecting new pods with the proxy of the
+// installed Istio (an older one installed before the operator runs): outdated workloads of every kind are restarted once,
 // paced, opted-out and paused workloads are left alone, and pods nothing can
 // restart are reported and never deleted.
 package proxysidecar
@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,12 +27,12 @@ import (
 	"github.com/meshkeeper/istio-operator/pkg/controllers/rollout"
 	"github.com/meshkeeper/istio-operator/pkg/istioclient"
 	"github.com/meshkeeper/istio-operator/test/cluster"
-	"github.com/meshkeeper/istio-operator/test/injector"
 	"github.com/meshkeeper/istio-operator/test/operatortest"
 )
 
 const (
-	oldProxy   = "docker.io/istio/proxyv2:1.30.2"
+	oldTag     = "1.30.2"
+	oldProxy   = "docker.io/istio/proxyv2:" + oldTag
 	timeout    = 2 * time.Minute
 	nodes      = 2
 	deployKind = "Deployment"
@@ -43,19 +42,13 @@ func TestMain(m *testing.M) {
 	cluster.Main(m, cluster.Options{Nodes: nodes})
 }
 
-// standin serves the injector stand-in: the old proxy until useCluster is
-// set, then what the installed Istio injects.
-func standin(t *testing.T, cs kubernetes.Interface) (*injector.Server, *atomic.Bool) {
+// olderIstio installs Istio oldTag as another tool would, before the
+// operator runs, and waits until the real istiod behind it serves: until the
+// operator upgrades Istio, it injects the older proxy into new pods.
+func olderIstio(t *testing.T) {
 	t.Helper()
-	var useCluster atomic.Bool
-	old := injector.DefaultConfig(oldProxy)
-	s := injector.ServeForTest(t, cs, func(ctx context.Context) (injector.Config, error) {
-		if useCluster.Load() {
-			return injector.ConfigFromCluster(ctx, cs)
-		}
-		return old, nil
-	})
-	return s, &useCluster
+	operatortest.InstallIstio(t, oldTag)
+	cluster.WaitIstiod(t, timeout)
 }
 
 func podTemplate(name string) corev1.PodTemplateSpec {
@@ -120,10 +113,8 @@ func proxyImages(ctx context.Context, cs kubernetes.Interface, ns string) (map[s
 			ready = ready || (c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue)
 		}
 		image := ""
-		for _, c := range p.Spec.Containers {
-			if c.Name == injector.ProxyContainerName {
-				image = c.Image
-			}
+		if c := cluster.Proxy(&p); c != nil {
+			image = c.Image
 		}
 		if !ready {
 			image = "unready"
@@ -304,12 +295,12 @@ func restartsIssued(t *testing.T) float64 {
 func TestProxySidecarRestarts(t *testing.T) {
 	cluster.InstallIstioCRD(t)
 	cs := cluster.Current().Clientset()
-	s, useCluster := standin(t, cs)
+	olderIstio(t)
 	opNS := cluster.Namespace(t, nil)
 
 	// 50 workloads injected with an older proxy: 35 Deployments, 10
 	// StatefulSets, 5 DaemonSets (one pod per node).
-	mesh := s.Namespace(t, cs)
+	mesh := cluster.MeshNamespace(t)
 	type wl struct{ kind, name string }
 	var workloads []wl
 	for i := range 35 {
@@ -330,7 +321,6 @@ func TestProxySidecarRestarts(t *testing.T) {
 	pods := 35 + 10 + 5*nodes
 	waitAllOn(t, cs, mesh, oldProxy, pods)
 
-	useCluster.Store(true)
 	top := t
 	op := operatortest.Start(t, opNS)
 	t.Cleanup(func() { operatortest.WaitUninstalled(t, timeout) })
@@ -404,7 +394,7 @@ func TestProxySidecarRestarts(t *testing.T) {
 	}
 
 	t.Run("a resource change restarts exactly the affected workloads", func(t *testing.T) {
-		ns := s.Namespace(t, cs)
+		ns := cluster.MeshNamespace(t)
 		plain := []string{"plain-0", "plain-1", "plain-2"}
 		for _, n := range plain {
 			createDeployment(t, cs, ns, cluster.NewDeployment(n, 1))
@@ -462,7 +452,7 @@ func TestProxySidecarRestarts(t *testing.T) {
 	})
 
 	t.Run("restarts keep to the rate and the in-flight limit", func(t *testing.T) {
-		ns := s.Namespace(t, cs)
+		ns := cluster.MeshNamespace(t)
 		const n, rate, inFlight = 12, 4.0, 2
 		for i := range n {
 			createDeployment(t, cs, ns, cluster.NewDeployment(fmt.Sprintf("paced-%02d", i), 1))
@@ -532,7 +522,7 @@ func oldInjectedPod(name string) *corev1.Pod {
 		Spec: corev1.PodSpec{
 			NodeSelector: map[string]string{cluster.NodeTypeLabel: "kwok"},
 			Containers: []corev1.Container{{Name: "app", Image: "registry.k8s.io/pause:3.10"},
-				{Name: injector.ProxyContainerName, Image: oldProxy}},
+				{Name: cluster.ProxyContainerName, Image: oldProxy}},
 		},
 	}
 }

@@ -30,7 +30,6 @@ import (
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
 	"github.com/meshkeeper/istio-operator/pkg/generated/clientset/versioned"
 	"github.com/meshkeeper/istio-operator/test/cluster"
-	"github.com/meshkeeper/istio-operator/test/injector"
 	"github.com/meshkeeper/istio-operator/test/operatorproc"
 	"github.com/meshkeeper/istio-operator/test/workload"
 )
@@ -73,7 +72,6 @@ type env struct {
 	cluster *cluster.Cluster
 	cs      kubernetes.Interface
 	istios  versioned.Interface
-	inj     *injector.Server
 
 	wlOnce sync.Once
 	wl     *workload.Set
@@ -88,8 +86,9 @@ var (
 	sharedErr  error
 )
 
-// setup returns the shared environment: the operator built, the injector
-// registered, the CRD and the operator's namespace created.
+// setup returns the shared environment: the operator built, the CRD and the
+// operator's namespace created. The real istiod behind the installed one
+// injects the workloads' pods.
 func setup(t *testing.T) *env {
 	t.Helper()
 	sharedOnce.Do(func() { shared, sharedErr = newEnv(t) })
@@ -121,15 +120,6 @@ func newEnv(t *testing.T) (*env, error) {
 	}
 	t.Logf("built %s in %s", e.binary, since(start))
 
-	// The stand-in injects what the installed Istio would, so that pods
-	// created by a restart get the new proxy. It lives as long as the test
-	// binary; the cluster goes with it.
-	if e.inj, err = injector.Start(ctx, injector.FromCluster(e.cs)); err != nil {
-		return nil, err
-	}
-	if err := e.inj.Register(ctx, e.cs); err != nil {
-		return nil, err
-	}
 	cluster.InstallIstioCRD(t)
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: istioNamespace}}
 	if _, err := e.cs.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
@@ -315,7 +305,7 @@ func (e *env) createWorkloads(t *testing.T) (*workload.Set, error) {
 	if err := wl.StartInformers(ctx); err != nil {
 		return nil, err
 	}
-	if err := wl.CreateNamespaces(ctx, e.inj, time.Minute); err != nil {
+	if err := wl.CreateNamespaces(ctx, time.Minute); err != nil {
 		return nil, err
 	}
 	if err := wl.CreateDeployments(ctx); err != nil {
