@@ -235,7 +235,11 @@ default_service_account() {
 
 create_cluster() {
   mkdir -p "${KWOK_WORKDIR}"
-  exec 9>"${LOCK_FILE}"
+  # Ports are the host's, so every user locks the same file: created
+  # writable for all, and opened read-only (flock needs no more), so a file
+  # another user created serves as well.
+  [[ -e "${LOCK_FILE}" ]] || (umask 0 && : >>"${LOCK_FILE}")
+  exec 9<"${LOCK_FILE}"
   flock -w 300 9 || die "timed out waiting for ${LOCK_FILE} (another cluster is being created)"
 
   # The API server dials Services (webhooks) through an HTTP CONNECT proxy

@@ -24,7 +24,14 @@ const portLockName = "istio-operator-kwokctl.lock"
 // dies.
 func lockPorts(ctx context.Context) (unlock func(), err error) {
 	path := filepath.Join(os.TempDir(), portLockName)
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o666)
+	// Ports are the host's, so every user locks the same file: created
+	// writable for all (despite the umask), and opened read-only, which is
+	// all flock needs, so a file another user created serves as well.
+	if f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o666); err == nil {
+		_ = f.Chmod(0o666)
+		_ = f.Close()
+	}
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("opening lock %s: %w", path, err)
 	}

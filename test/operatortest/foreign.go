@@ -176,6 +176,51 @@ func (f *ForeignIstio) WaitSettled(t *testing.T, timeout time.Duration) {
 			return istioclient.Ready(cur), nil
 		})
 	}
+	f.waitIstiodWrites(t, timeout)
+}
+
+// waitIstiodWrites waits, when the real istiod stands behind this
+// installation (its Deployment is istio-system/istiod), for the writes
+// istiod makes to the installation's webhook configurations of its
+// revision once it serves: the CA bundle of each webhook, and the
+// validation webhook's failurePolicy turned to Fail.
+func (f *ForeignIstio) waitIstiodWrites(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	behind := false
+	for _, u := range f.Objects {
+		behind = behind || (u.GetKind() == "Deployment" && u.GetNamespace() == istioclient.Namespace && u.GetName() == "istiod")
+	}
+	if !behind {
+		return
+	}
+	cluster.WaitIstiod(t, timeout)
+	for _, u := range f.Objects {
+		kind := u.GetKind()
+		if (kind != "MutatingWebhookConfiguration" && kind != "ValidatingWebhookConfiguration") || u.GetLabels()["istio.io/rev"] != "default" {
+			continue
+		}
+		res, err := f.resource(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cluster.WaitFor(t, timeout, f.Name+" "+describe(u)+" patched by istiod", func(ctx context.Context) (bool, error) {
+			cur, err := res.Get(ctx, u.GetName(), metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			webhooks, _, _ := unstructured.NestedSlice(cur.Object, "webhooks")
+			for _, w := range webhooks {
+				wm, _ := w.(map[string]any)
+				if ca, _, _ := unstructured.NestedString(wm, "clientConfig", "caBundle"); ca == "" {
+					return false, fmt.Errorf("webhook %v has no caBundle yet", wm["name"])
+				}
+				if kind == "ValidatingWebhookConfiguration" && wm["failurePolicy"] != "Fail" {
+					return false, fmt.Errorf("webhook %v has failurePolicy %v", wm["name"], wm["failurePolicy"])
+				}
+			}
+			return true, nil
+		})
+	}
 }
 
 // Snapshot is every object of a foreign installation by UID and
