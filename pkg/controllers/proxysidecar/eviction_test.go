@@ -141,6 +141,17 @@ func TestEvictionPath(t *testing.T) {
 			if err := f.pods.Delete(terminating); err != nil {
 				t.Fatal(err)
 			}
+			// The workload's status has not caught up yet: it still counts
+			// the evicted pod, while its replacement is not ready.
+			replacement := f.pod("new-1", ownerKind, owner, f.want, f.clock.Now()).DeepCopy()
+			replacement.Status.Conditions = nil
+			f.add(f.pods, replacement)
+			if res := f.sync(k); res.RequeueAfter != RollingInterval {
+				t.Errorf("stale status, replacement not ready: requeue after %v, want %v", res.RequeueAfter, RollingInterval)
+			}
+			if _, evicted = f.counts(); len(evicted) != before {
+				t.Fatalf("evicted %v while the replacement was not ready (the workload's status lagging)", evicted[before:])
+			}
 			f.setWorkload(tc.kind, "w", tc.onDelete, replicas-1, f.restartedNow())
 			f.pod("new-1", ownerKind, owner, f.want, f.clock.Now())
 			if res := f.sync(k); res.RequeueAfter != RollingInterval {

@@ -132,11 +132,13 @@ func (f *fixture) add(ix cache.Indexer, obj any) {
 	}
 }
 
-// pod adds an injected pod with proxy p, owned by kind/owner, created at.
+// pod adds an injected, ready pod with proxy p, owned by kind/owner,
+// created at.
 func (f *fixture) pod(name, kind, owner string, p istioclient.Proxy, at time.Time) *corev1.Pod {
 	pod := injectedPod(p)
 	pod.Name, pod.UID = name, types.UID(name)
 	pod.CreationTimestamp = metav1.NewTime(at)
+	pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
 	if kind != "" {
 		pod.OwnerReferences = owned(kind, apiVersionOf(Kind(kind)), owner)
 	}

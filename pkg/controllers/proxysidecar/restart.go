@@ -162,7 +162,9 @@ func (c *Controller) follow(ctx context.Context, w *workload, t *target, pods, s
 			return queue.Result{RequeueAfter: RollingInterval}, nil
 		}
 	}
-	if w.ready < w.desired {
+	// The workload's status lags behind an eviction when the pod is gone
+	// before its controller recounts; the pods in the cache do not.
+	if w.ready < w.desired || readyPods(pods) < w.desired {
 		return queue.Result{RequeueAfter: RollingInterval}, nil
 	}
 	// Oldest first, one at a time: the next goes once the replacement is ready.
@@ -201,6 +203,22 @@ func (c *Controller) follow(ctx context.Context, w *workload, t *target, pods, s
 		c.metrics.Restart(string(k.Kind), metrics.RestartFailed)
 		return queue.Result{}, fmt.Errorf("evicting pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
+}
+
+// readyPods counts the live pods whose Ready condition is true.
+func readyPods(pods []*corev1.Pod) int32 {
+	var n int32
+	for _, pod := range pods {
+		if !live(pod) {
+			continue
+		}
+		for _, c := range pod.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // reasonEvictionBlocked is the Warning Event on a workload whose eviction a
