@@ -2,8 +2,8 @@
 // them, end to end: the operator (in the test process, serving /metrics on
 // loopback, with leader election) installs Istio and restarts outdated
 // sidecars; then every family of the document's tables is served with
-// exactly the documented labels, and a real Prometheus server (Debian's
-// prometheus package) that scraped the operator with
+// exactly the documented labels, and a real Prometheus server (built by
+// make tools from the pinned module) that scraped the operator with
 // hack/prometheus/prometheus.yml returns data for every query of the
 // document's "Useful queries".
 //

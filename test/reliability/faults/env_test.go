@@ -63,9 +63,9 @@ func TestMain(m *testing.M) {
 	cluster.Main(m, cluster.Options{Nodes: 1, DisableQPSLimits: true, QPS: 500, Burst: 1000})
 }
 
-// env is what the tests share: the cluster, the operator binary, the
-// injector stand-in and the workloads, built by the first test that needs
-// them.
+// env is what the tests share: the cluster (with the real istiod behind
+// the installed one), the operator binary and the workloads, built by the
+// first test that needs them.
 type env struct {
 	binary  string
 	logDir  string
