@@ -60,7 +60,7 @@ func (p *injectorProbe) serves(ctx context.Context, t *target) bool {
 	logger := klog.FromContext(ctx)
 	pod, err := p.create(ctx, probePod(p.namespace))
 	switch {
-	case forbiddenByRBAC(err):
+	case refusedByAPIServer(err):
 		// No right to create pods there, or the namespace's Pod Security
 		// level refuses the injected pod.
 		logger.Info("Cannot check the injector before restarting: the dry-run pod is refused; restarting without the check", "namespace", p.namespace, "err", err)
@@ -92,9 +92,9 @@ func (p *injectorProbe) note(logger klog.Logger, why string) {
 	}
 }
 
-// forbiddenByRBAC tells the API server's own refusal of the dry run (RBAC,
+// refusedByAPIServer tells the API server's own refusal of the dry run (RBAC,
 // Pod Security admission) from a webhook's (which names the webhook).
-func forbiddenByRBAC(err error) bool {
+func refusedByAPIServer(err error) bool {
 	return apierrors.IsForbidden(err) && !strings.Contains(err.Error(), "admission webhook")
 }
 
