@@ -374,6 +374,23 @@ func (s *Supervisor) Running() (Addresses, bool) {
 	return s.proc.addrs, true
 }
 
+// Environ is the environment the running istiod process was started with,
+// read from the kernel rather than from what the supervisor meant to pass:
+// istiod reads its feature flags (compatibility mode among them) from it.
+func (s *Supervisor) Environ() ([]string, error) {
+	s.mu.Lock()
+	p := s.proc
+	s.mu.Unlock()
+	if p == nil {
+		return nil, errors.New("istiod is not running")
+	}
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", p.cmd.Process.Pid))
+	if err != nil {
+		return nil, err
+	}
+	return strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00"), nil
+}
+
 // Starts counts the processes started so far.
 func (s *Supervisor) Starts() int {
 	s.mu.Lock()

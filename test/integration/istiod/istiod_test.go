@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	hcm "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/protobuf/types/known/structpb"
+	"istio.io/istio/manifests"
 	"istio.io/istio/pkg/adsc"
 	istiomodel "istio.io/istio/pkg/model"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -29,6 +31,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
 
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
 	"github.com/meshkeeper/istio-operator/pkg/istioclient"
@@ -319,6 +322,83 @@ func TestMeshConfigReachesIstiod(t *testing.T) {
 	if got := cluster.Current().Istiod().Starts(); got != starts {
 		t.Errorf("istiod started %d more times; a mesh config change reaches it without a restart", got-starts)
 	}
+}
+
+// compatibilityEnv is what Istio's compatibility profile for the previous
+// minor sets in istiod's environment, read from the charts of the pinned
+// Istio module, so that the expectation follows the version compiled in.
+func compatibilityEnv(t *testing.T) map[string]string {
+	t.Helper()
+	v := istioclient.MustParseVersion(istioclient.Version)
+	name := fmt.Sprintf("charts/istio-control/istio-discovery/files/profile-compatibility-version-%d.%d.yaml", v.Major, v.Minor-1)
+	raw, err := fs.ReadFile(manifests.BuiltinOrDir(""), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var profile struct {
+		Pilot struct {
+			Env map[string]string `json:"env"`
+		} `json:"pilot"`
+	}
+	if err := yaml.Unmarshal(raw, &profile); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	if len(profile.Pilot.Env) == 0 {
+		t.Fatalf("%s sets no istiod environment; this test needs another property to check", name)
+	}
+	return profile.Pilot.Env
+}
+
+// istiodEnv is the environment of the running istiod process.
+func istiodEnv() (map[string]string, error) {
+	environ, err := cluster.Current().Istiod().Environ()
+	if err != nil {
+		return nil, err
+	}
+	env := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	return env, nil
+}
+
+// TestCompatibilityModeReachesIstiod: compatibilityMode puts the previous
+// minor's behaviour flags into the environment of the running istiod, and
+// turning it off takes them out again.
+func TestCompatibilityModeReachesIstiod(t *testing.T) {
+	want := compatibilityEnv(t)
+	ns := install(t, v1alpha2.IstioSpec{CompatibilityMode: true})
+
+	flags := func(on bool) func(ctx context.Context) (bool, error) {
+		return func(ctx context.Context) (bool, error) {
+			env, err := istiodEnv()
+			if err != nil {
+				return false, err
+			}
+			var problems []string
+			for k, v := range want {
+				got, set := env[k]
+				switch {
+				case on && got != v:
+					problems = append(problems, fmt.Sprintf("%s=%q, want %q", k, got, v))
+				case !on && set && got == v:
+					problems = append(problems, fmt.Sprintf("%s=%q still set", k, got))
+				}
+			}
+			if len(problems) > 0 {
+				return false, fmt.Errorf("istiod's environment: %s", strings.Join(problems, "; "))
+			}
+			return true, nil
+		}
+	}
+	cluster.WaitFor(t, timeout, "compatibility flags in the running istiod", flags(true))
+
+	p := []byte(`{"spec":{"compatibilityMode":false}}`)
+	if _, err := operatortest.Client(t).OperatorV1alpha2().Istios(ns).Patch(t.Context(), "default", "application/merge-patch+json", p, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cluster.WaitFor(t, timeout, "no compatibility flags in the running istiod", flags(false))
 }
 
 // proxyCPU is the CPU request of the pod's proxy, as istiod injected it.
