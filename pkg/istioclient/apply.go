@@ -16,7 +16,6 @@ import (
 	"istio.io/istio/operator/pkg/manifest"
 	"istio.io/istio/operator/pkg/uninstall"
 	"istio.io/istio/operator/pkg/webhook"
-	"istio.io/istio/pkg/kube"
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -29,7 +28,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/klog/v2"
 
-	"github.com/meshkeeper/istio-operator/pkg/controllers/rollout"
+	"github.com/meshkeeper/istio-operator/pkg/rollout"
 )
 
 // Labels and annotations the installer puts on every object, as Istio's own
@@ -411,7 +410,7 @@ type Installer struct {
 	Dynamic dynamic.Interface
 	Mapper  meta.RESTMapper
 	// Istio is Istio's client, for its webhook checks; optional in tests.
-	Istio kube.CLIClient
+	Istio *Cluster
 	Live  LiveObjects
 	// Identity, when set, is asked for the operator's ServiceAccount, which
 	// is granted NamespaceReaderRole in an istio-system the operator creates.
@@ -447,7 +446,7 @@ func (i *Installer) Apply(ctx context.Context, r *Rendered, p *Plan) error {
 	if i.Istio != nil && !p.SameRevision && planTouches(p, "MutatingWebhookConfiguration") {
 		// Refuse to install an injector that would conflict with another
 		// revision's webhooks, as Istio's installer does.
-		if err := webhook.CheckWebhooks(r.Sets, r.Merged, i.Istio, nil); err != nil {
+		if err := webhook.CheckWebhooks(r.Sets, r.Merged, i.Istio.client, nil); err != nil {
 			return fmt.Errorf("checking for conflicting sidecar injector webhooks: %w", err)
 		}
 	}
@@ -523,7 +522,7 @@ func (i *Installer) Apply(ctx context.Context, r *Rendered, p *Plan) error {
 		// is missing. It carries the pilot component's labels, so that the
 		// operator's cache sees it: a repair recreates it, an uninstall
 		// deletes it.
-		hooks, err := webhook.WebhooksToDeploy(r.Merged, i.Istio, ownerLabels(component.PilotComponentName, r.Version), false)
+		hooks, err := webhook.WebhooksToDeploy(r.Merged, i.Istio.client, ownerLabels(component.PilotComponentName, r.Version), false)
 		if err != nil {
 			return fmt.Errorf("generating the revision tag webhook: %w", err)
 		}

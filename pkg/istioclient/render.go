@@ -58,8 +58,8 @@ func (r *Rendered) Objects() []manifest.Manifest {
 }
 
 // Render renders an IstioOperator with the Helm charts compiled into the
-// operator. The client, when given, lets Istio detect cluster specifics (the
-// Kubernetes version, GKE); tests render without one.
+// operator. The cluster, when given, lets Istio detect cluster specifics
+// (the Kubernetes version, GKE); tests render without one (nil).
 //
 // Istio's base chart turns each of its CRDs into a map and back into YAML
 // (fromYaml, toYaml) only to replace their labels, which is two thirds of a
@@ -69,7 +69,8 @@ func (r *Rendered) Objects() []manifest.Manifest {
 // gives them; the other components are rendered without it, so that the
 // flag does not reach the values istiod's chart records. TestRenderFastCRDs
 // holds the result to Istio's own rendering.
-func Render(iop values.Map, client kube.Client) (*Rendered, error) {
+func Render(iop values.Map, cluster *Cluster) (*Rendered, error) {
+	client := cluster.kube()
 	if err := checkMeshConfig(iop); err != nil {
 		return nil, err
 	}

@@ -15,9 +15,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"golang.org/x/sync/errgroup"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/informers"
@@ -33,6 +31,7 @@ import (
 	"k8s.io/utils/clock"
 
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/controller"
 	"github.com/meshkeeper/istio-operator/pkg/exepages"
 	"github.com/meshkeeper/istio-operator/pkg/generated/clientset/versioned"
 	istioinformers "github.com/meshkeeper/istio-operator/pkg/generated/informers/externalversions"
@@ -78,9 +77,9 @@ type Options struct {
 	// RestartPacing is the default pacing of sidecar proxy restarts.
 	RestartPacing v1alpha2.RestartPacing
 	// RestartEvents bounds the Events recorded on restarted workloads.
-	RestartEvents EventBudget
+	RestartEvents controller.EventBudget
 
-	Controllers []Constructor
+	Controllers []controller.Constructor
 	Clock       clock.WithTicker
 }
 
@@ -209,23 +208,28 @@ func runControllers(ctx context.Context, o Options, cfg *rest.Config, kube kuber
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	defer broadcaster.Shutdown()
 
-	d := &Deps{
+	d := &controller.Deps{
 		Namespace:      o.Namespace,
 		RESTConfig:     cfg,
 		KubeClient:     kube,
 		OperatorClient: opClient,
-		// No controller reads managed fields, nor a workload's pod spec;
-		// dropping them roughly halves the cache of large objects.
-		KubeInformers: informers.NewSharedInformerFactoryWithOptions(kube, o.ResyncPeriod,
-			informers.WithTransform(trimShared)),
 		// Istio resources are read cluster-wide: the operator must see, and
 		// report, resources created outside its namespace.
 		OperatorInformers: istioinformers.NewSharedInformerFactory(opClient, o.ResyncPeriod),
 		Clock:             o.Clock,
 		RestartPacing:     o.RestartPacing,
 		RestartEvents:     o.RestartEvents,
-		broadcaster:       broadcaster,
+		Events: func(name string) record.EventRecorder {
+			return broadcaster.NewRecorder(scheme, eventSource(name))
+		},
+		// Rendering and applying touch the Helm engine, the charts and
+		// Istio's clients, which the next change needs at the earliest.
+		ReleaseMemory: func() { exepages.Release(logger) },
 	}
+	// The controllers declare the shapes of the shared caches as they are
+	// built; the factory applies them (and drops managed fields).
+	d.KubeInformers = informers.NewSharedInformerFactoryWithOptions(kube, o.ResyncPeriod,
+		informers.WithTransform(d.Transform))
 	// The Istio informer is always there: readiness means the operator has
 	// seen the resources it serves.
 	d.OperatorInformers.Operator().V1alpha2().Istios().Informer()
@@ -234,7 +238,7 @@ func runControllers(ctx context.Context, o Options, cfg *rest.Config, kube kuber
 	stopStatus := metrics.ServeIstioStatus(d.OperatorInformers.Operator().V1alpha2().Istios().Lister(), o.Namespace)
 	defer stopStatus()
 
-	controllers := make([]Controller, 0, len(o.Controllers))
+	controllers := make([]controller.Controller, 0, len(o.Controllers))
 	for _, build := range o.Controllers {
 		c, err := build(ctx, d)
 		if err != nil {
@@ -247,7 +251,7 @@ func runControllers(ctx context.Context, o Options, cfg *rest.Config, kube kuber
 	d.OperatorInformers.Start(ctx.Done())
 	defer d.KubeInformers.Shutdown()
 	defer d.OperatorInformers.Shutdown()
-	for _, f := range d.dynamic {
+	for _, f := range d.DynamicFactories() {
 		f.Start(ctx.Done())
 		defer f.Shutdown()
 	}
@@ -262,7 +266,7 @@ func runControllers(ctx context.Context, o Options, cfg *rest.Config, kube kuber
 			unsynced = append(unsynced, typ.String())
 		}
 	}
-	for _, f := range d.dynamic {
+	for _, f := range d.DynamicFactories() {
 		for res, ok := range f.WaitForCacheSync(ctx.Done()) {
 			if !ok {
 				unsynced = append(unsynced, res.String())
@@ -318,37 +322,6 @@ func restConfig(o Options, logger klog.Logger) (*rest.Config, error) {
 
 func eventSource(controller string) corev1.EventSource {
 	return corev1.EventSource{Component: Component + "/" + controller}
-}
-
-// StripManagedFields is an informer transform that drops metadata.managedFields.
-func StripManagedFields(obj any) (any, error) {
-	if m, err := meta.Accessor(obj); err == nil {
-		m.SetManagedFields(nil)
-	}
-	return obj, nil
-}
-
-// trimShared is the shared factory's transform: no managed fields, and
-// workloads without their pod template's spec. The controllers read a
-// workload's replicas, strategy, status and template metadata (the restart
-// annotations, the gateway's labels), and write it only with patches, so
-// the containers, volumes and claim templates, often the bulk of a
-// workload, are not cached.
-func trimShared(obj any) (any, error) {
-	switch w := obj.(type) {
-	case *appsv1.Deployment:
-		w.Spec.Template.Spec = corev1.PodSpec{}
-	case *appsv1.StatefulSet:
-		w.Spec.Template.Spec = corev1.PodSpec{}
-		w.Spec.VolumeClaimTemplates = nil
-	case *appsv1.DaemonSet:
-		w.Spec.Template.Spec = corev1.PodSpec{}
-	case *corev1.ReplicationController:
-		if w.Spec.Template != nil {
-			w.Spec.Template.Spec = corev1.PodSpec{}
-		}
-	}
-	return StripManagedFields(obj)
 }
 
 // Protobuf is cfg speaking protobuf, which built-in kinds support: decoding

@@ -24,9 +24,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	operatorv1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
-	"github.com/meshkeeper/istio-operator/pkg/controllers/rollout"
 	"github.com/meshkeeper/istio-operator/pkg/generated/clientset/versioned"
 	"github.com/meshkeeper/istio-operator/pkg/istioclient"
+	"github.com/meshkeeper/istio-operator/pkg/rollout"
 	"github.com/meshkeeper/istio-operator/test/cluster"
 	"github.com/meshkeeper/istio-operator/test/operatorproc"
 	"github.com/meshkeeper/istio-operator/test/workload"

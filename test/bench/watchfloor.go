@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/meshkeeper/istio-operator/pkg/controllers/controller"
 	"github.com/meshkeeper/istio-operator/pkg/operator"
 	"github.com/meshkeeper/istio-operator/test/operatorproc"
 )
@@ -64,7 +65,7 @@ func watchFloorMain(args []string) int {
 		f.Core().V1().Namespaces().Informer(),
 	} {
 		// The least any cache does: no managed fields.
-		if err := inf.SetTransform(operator.StripManagedFields); err != nil {
+		if err := inf.SetTransform(controller.StripManagedFields); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}

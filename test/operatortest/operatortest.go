@@ -13,6 +13,7 @@ import (
 	"k8s.io/klog/v2"
 
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/controller"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/ingressgateway"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/installation"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/peerauthentication"
@@ -47,8 +48,8 @@ func Start(t *testing.T, namespace string) *Operator {
 }
 
 // exposed wraps a constructor so that the test can reach the controller.
-func exposed[C operator.Controller](build operator.Constructor, into *C) operator.Constructor {
-	return func(ctx context.Context, d *operator.Deps) (operator.Controller, error) {
+func exposed[C controller.Controller](build controller.Constructor, into *C) controller.Constructor {
+	return func(ctx context.Context, d *controller.Deps) (controller.Controller, error) {
 		c, err := build(ctx, d)
 		if err == nil {
 			*into = c.(C)
@@ -72,7 +73,7 @@ func StartWith(t *testing.T, namespace string, o Options) *Operator {
 		QPS:                    200,
 		Burst:                  400,
 		RestartPacing:          o.RestartPacing,
-		Controllers: []operator.Constructor{
+		Controllers: []controller.Constructor{
 			exposed(installation.New, &op.Installation),
 			exposed(peerauthentication.New, &op.PeerAuthentication),
 			exposed(ingressgateway.New, &op.IngressGateway),

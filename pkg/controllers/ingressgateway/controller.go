@@ -32,12 +32,12 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 
+	"github.com/meshkeeper/istio-operator/pkg/controllers/controller"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/istiowatch"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
 	listers "github.com/meshkeeper/istio-operator/pkg/generated/listers/operator/v1alpha2"
 	"github.com/meshkeeper/istio-operator/pkg/istioclient"
-	"github.com/meshkeeper/istio-operator/pkg/operator"
 )
 
 // Name is the controller's name.
@@ -68,7 +68,7 @@ type Controller struct {
 }
 
 // New builds the controller and registers its informers.
-func New(_ context.Context, d *operator.Deps) (operator.Controller, error) {
+func New(_ context.Context, d *controller.Deps) (controller.Controller, error) {
 	c := &Controller{
 		namespace:   d.Namespace,
 		istios:      d.OperatorInformers.Operator().V1alpha2().Istios().Lister(),
@@ -105,10 +105,10 @@ func New(_ context.Context, d *operator.Deps) (operator.Controller, error) {
 	return c, nil
 }
 
-// Name implements operator.Controller.
+// Name implements controller.Controller.
 func (c *Controller) Name() string { return Name }
 
-// Run implements operator.Controller. The EnvoyFilter informer, if the
+// Run implements controller.Controller. The EnvoyFilter informer, if the
 // sync started one, stops with the workers.
 func (c *Controller) Run(ctx context.Context, workers int) {
 	defer c.envoyFilters.Stop()

@@ -18,40 +18,25 @@ import (
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/istiowatch"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
-	"github.com/meshkeeper/istio-operator/pkg/controllers/rollout"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
 	"github.com/meshkeeper/istio-operator/pkg/istioclient"
+	"github.com/meshkeeper/istio-operator/pkg/rollout"
 )
 
 func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (queue.Result, error) {
-	cached, err := c.istios.Istios(key.Namespace).Get(key.Name)
-	if apierrors.IsNotFound(err) {
-		c.status.Forget(key)
+	verdict, istio, err := c.gate().Check(ctx, key)
+	switch verdict {
+	case status.Gone:
 		if all, err := c.istios.Istios(c.namespace).List(labels.Everything()); err == nil && !istiowatch.Needed(all) {
 			c.envoyFilters.Stop()
 		}
 		return queue.Result{}, nil
-	}
-	if err != nil {
-		return queue.Result{}, err
-	}
-	// Newest: a sync right after this controller's own write compares
-	// against that write, not a stale cache (no second write, no second Event).
-	istio := c.status.Newest(cached)
-	in := status.InstallationOf(istio)
-	if !in.Served {
-		return queue.Result{}, nil
-	}
-	if istio.DeletionTimestamp != nil {
+	case status.Deleting:
 		// The uninstall removes the EnvoyFilter kind: stop watching it.
 		c.envoyFilters.Stop()
 		return queue.Result{}, nil
-	}
-	if !in.Current {
-		_, _, err := c.status.Apply(ctx, istio, status.Update{Conditions: []status.Condition{
-			status.Waiting(v1alpha2.ConditionIngressGatewayReady, in),
-			status.Waiting(v1alpha2.ConditionIngressTargetingUserResourceFound, in),
-		}})
+	case status.Proceed:
+	default:
 		return queue.Result{}, err
 	}
 
@@ -144,4 +129,10 @@ func (c *Controller) roll(ctx context.Context, hash string) error {
 	_, err := c.kube.AppsV1().Deployments(istioclient.Namespace).Apply(ctx, ac,
 		metav1.ApplyOptions{FieldManager: status.FieldManagerPrefix + Name, Force: true})
 	return err
+}
+
+// gate decides whether a sync may act on a resource yet.
+func (c *Controller) gate() *status.Gate {
+	return &status.Gate{Istios: c.istios, Writer: c.status, Conditions: []string{v1alpha2.ConditionIngressGatewayReady, v1alpha2.ConditionIngressTargetingUserResourceFound},
+		Then: "The ingress gateway is checked, and restarted if its pods run an older start-time configuration, once Installed is True."}
 }

@@ -10,11 +10,9 @@ package installation
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
-	"istio.io/istio/pkg/kube"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
@@ -24,12 +22,12 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 
+	"github.com/meshkeeper/istio-operator/pkg/controllers/controller"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
 	"github.com/meshkeeper/istio-operator/pkg/generated/clientset/versioned"
 	listers "github.com/meshkeeper/istio-operator/pkg/generated/listers/operator/v1alpha2"
 	"github.com/meshkeeper/istio-operator/pkg/istioclient"
-	"github.com/meshkeeper/istio-operator/pkg/operator"
 )
 
 // Name is the controller's name: queue, field manager, logger, Event source
@@ -65,19 +63,23 @@ type Controller struct {
 	recorder  record.EventRecorder
 	clock     clock.PassiveClock
 
-	live      *liveObjects
-	planner   istioclient.Planner
-	installer *istioclient.Installer
-	istioKube kube.CLIClient
+	live         *liveObjects
+	planner      istioclient.Planner
+	installer    *istioclient.Installer
+	istioCluster *istioclient.Cluster
 
 	userResources *userResources
+
+	// release hands the memory of rendering and applying back (the
+	// process decides how).
+	release func()
 
 	mu       sync.Mutex
 	rendered map[string]*istioclient.Rendered // by spec hash; the last one only
 }
 
 // New builds the controller and registers its informers.
-func New(_ context.Context, d *operator.Deps) (operator.Controller, error) {
+func New(_ context.Context, d *controller.Deps) (controller.Controller, error) {
 	dyn, err := dynamic.NewForConfig(d.RESTConfig)
 	if err != nil {
 		return nil, err
@@ -86,9 +88,9 @@ func New(_ context.Context, d *operator.Deps) (operator.Controller, error) {
 	if err != nil {
 		return nil, err
 	}
-	istioKube, err := kube.NewCLIClient(kube.NewClientConfigForRestConfig(d.RESTConfig))
+	istioCluster, err := istioclient.NewCluster(d.RESTConfig)
 	if err != nil {
-		return nil, fmt.Errorf("building Istio's client: %w", err)
+		return nil, err
 	}
 	owned := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 0, "", ownedTweak)
 	nsFactory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 0, "", namespaceTweak)
@@ -96,20 +98,21 @@ func New(_ context.Context, d *operator.Deps) (operator.Controller, error) {
 	d.Register(nsFactory)
 
 	c := &Controller{
-		namespace: d.Namespace,
-		istios:    d.OperatorInformers.Operator().V1alpha2().Istios().Lister(),
-		client:    d.OperatorClient,
-		status:    status.NewWriter(d.OperatorClient, Name, d.Clock),
-		recorder:  d.Recorder(Name),
-		clock:     d.Clock,
-		live:      newLiveObjects(dyn, owned, nsFactory),
-		istioKube: istioKube,
-		rendered:  map[string]*istioclient.Rendered{},
+		namespace:    d.Namespace,
+		istios:       d.OperatorInformers.Operator().V1alpha2().Istios().Lister(),
+		client:       d.OperatorClient,
+		status:       status.NewWriter(d.OperatorClient, Name, d.Clock),
+		recorder:     d.Recorder(Name),
+		clock:        d.Clock,
+		live:         newLiveObjects(dyn, owned, nsFactory),
+		istioCluster: istioCluster,
+		release:      d.Release,
+		rendered:     map[string]*istioclient.Rendered{},
 	}
 	c.installer = &istioclient.Installer{
 		Dynamic: dyn,
 		Mapper:  restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(d.KubeClient.Discovery())),
-		Istio:   istioKube,
+		Istio:   istioCluster,
 		Live:    c.live,
 		// Binds the namespace reader role to whoever the operator runs as,
 		// in the istio-system it creates.
@@ -141,10 +144,10 @@ func New(_ context.Context, d *operator.Deps) (operator.Controller, error) {
 	return c, nil
 }
 
-// Name implements operator.Controller.
+// Name implements controller.Controller.
 func (c *Controller) Name() string { return Name }
 
-// Run implements operator.Controller. The installation is one long sync
+// Run implements controller.Controller. The installation is one long sync
 // of one key, so one worker is all it needs; other controllers have their
 // own queues and are never blocked by it.
 func (c *Controller) Run(ctx context.Context, _ int) {

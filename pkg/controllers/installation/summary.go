@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/utils/ptr"
 
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
@@ -40,9 +41,9 @@ func (c *Controller) write(ctx context.Context, istio *v1alpha2.Istio, state v1a
 		DerivedFromCurrent: derived,
 	}
 	if v, found, err := istioclient.InstalledVersion(c.live); found && err == nil {
-		u.InstalledVersion = status.Ptr(v.String())
+		u.InstalledVersion = ptr.To(v.String())
 	} else {
-		u.InstalledVersion = status.Ptr("")
+		u.InstalledVersion = ptr.To("")
 	}
 	updated, wrote, err := c.status.Apply(ctx, istio, u)
 	if err != nil {

@@ -21,7 +21,6 @@ import (
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
-	"github.com/meshkeeper/istio-operator/pkg/exepages"
 	"github.com/meshkeeper/istio-operator/pkg/istioclient"
 )
 
@@ -59,6 +58,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (queue.Resu
 		if err != nil {
 			return queue.Result{}, fmt.Errorf("adding the finalizer: %w", err)
 		}
+		c.status.Remember(updated)
 		istio = updated
 	}
 	return c.reconcile(ctx, istio)
@@ -174,9 +174,7 @@ func (c *Controller) reconcile(ctx context.Context, istio *v1alpha2.Istio) (queu
 		}
 		took := c.clock.Since(start).Round(10 * time.Millisecond)
 		logger.Info("Applied Istio", "action", action, "duration", took)
-		// Rendering and applying touched the Helm engine, the charts and
-		// Istio's clients, which the next change needs at the earliest.
-		exepages.Release(logger)
+		c.release()
 		c.recorder.Eventf(istio, corev1.EventTypeNormal, action+"Succeeded", "%s Istio %s in %s: %s.",
 			actionDone[action], istioclient.Version, took, plan.Summary())
 		istio = c.latest(istio)
@@ -219,14 +217,14 @@ func (c *Controller) apply(ctx context.Context, istio *v1alpha2.Istio, r *istioc
 	return istio, err
 }
 
-// latest returns the cached resource when the watch has delivered a newer
-// version than the one the controller holds (its own last write, usually).
+// latest is the resource as the controller last wrote it, or as cached
+// once the watch has delivered that write or something newer.
 func (c *Controller) latest(istio *v1alpha2.Istio) *v1alpha2.Istio {
 	cached, err := c.istios.Istios(istio.Namespace).Get(istio.Name)
-	if err == nil && cached.UID == istio.UID && status.NewerResourceVersion(cached.ResourceVersion, istio.ResourceVersion) {
-		return cached.DeepCopy()
+	if err != nil || cached.UID != istio.UID {
+		return istio
 	}
-	return istio
+	return c.status.Newest(cached)
 }
 
 const (
@@ -293,8 +291,8 @@ func (c *Controller) render(ctx context.Context, istio *v1alpha2.Istio) (*istioc
 	}
 	// Rendering maps the Helm engine and the charts; what the last restart
 	// wave ran need not stay mapped beside them.
-	exepages.Release(klog.FromContext(ctx))
-	r, err = istioclient.Render(iop, c.istioKube)
+	c.release()
+	r, err = istioclient.Render(iop, c.istioCluster)
 	if err != nil {
 		return nil, err
 	}

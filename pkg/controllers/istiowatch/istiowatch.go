@@ -20,8 +20,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/controller"
 	"github.com/meshkeeper/istio-operator/pkg/istioclient"
-	"github.com/meshkeeper/istio-operator/pkg/operator"
 )
 
 // SyncTimeout bounds how long Start waits for a freshly started informer;
@@ -64,7 +64,7 @@ func (w *Watch[L]) Start(ctx context.Context) (L, error) {
 	if r == nil {
 		factory := istioinformers.NewSharedInformerFactoryWithOptions(w.client, 0,
 			istioinformers.WithNamespace(istioclient.Namespace),
-			istioinformers.WithTransform(operator.StripManagedFields))
+			istioinformers.WithTransform(controller.StripManagedFields))
 		inf, lister := w.pick(factory)
 		if _, err := inf.AddEventHandler(w.handler); err != nil {
 			w.mu.Unlock()

@@ -20,7 +20,6 @@ package peerauthentication
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
@@ -32,12 +31,13 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 
+	"github.com/meshkeeper/istio-operator/pkg/controllers/controller"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/istiowatch"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
 	"github.com/meshkeeper/istio-operator/pkg/generated/clientset/versioned"
 	listers "github.com/meshkeeper/istio-operator/pkg/generated/listers/operator/v1alpha2"
-	"github.com/meshkeeper/istio-operator/pkg/operator"
+	"github.com/meshkeeper/istio-operator/pkg/istioclient"
 )
 
 // Name is the controller's name: queue, field manager, logger, Event source
@@ -69,7 +69,7 @@ type Controller struct {
 
 // New builds the controller and registers its handler on the Istio
 // resources. The PeerAuthentication informer is started later, by the sync.
-func New(_ context.Context, d *operator.Deps) (operator.Controller, error) {
+func New(_ context.Context, d *controller.Deps) (controller.Controller, error) {
 	security, err := securityclient.NewForConfig(d.RESTConfig)
 	if err != nil {
 		return nil, fmt.Errorf("building Istio's security client: %w", err)
@@ -97,10 +97,10 @@ func newController(namespace string, client versioned.Interface, istios listers.
 	return c
 }
 
-// Name implements operator.Controller.
+// Name implements controller.Controller.
 func (c *Controller) Name() string { return Name }
 
-// Run implements operator.Controller. The PeerAuthentication informer, if
+// Run implements controller.Controller. The PeerAuthentication informer, if
 // the sync started one, stops with the workers.
 func (c *Controller) Run(ctx context.Context, workers int) {
 	defer c.peerAuths.stop()
@@ -117,12 +117,12 @@ func (c *Controller) Loop() *queue.Loop[cache.ObjectName] { return c.loop }
 type peerAuthWatch struct {
 	*istiowatch.Watch[securitylisters.PeerAuthenticationLister]
 
-	mu      sync.Mutex
-	applied *securityv1.PeerAuthentication
+	// applied is the controller's own last write of istio-system/default.
+	applied *status.LastWrites[*securityv1.PeerAuthentication]
 }
 
 func newPeerAuthWatch(client securityclient.Interface, handler cache.ResourceEventHandler) *peerAuthWatch {
-	w := &peerAuthWatch{}
+	w := &peerAuthWatch{applied: status.NewLastWrites((*securityv1.PeerAuthentication).DeepCopy)}
 	w.Watch = istiowatch.New(client, "PeerAuthentication",
 		func(f securityinformers.SharedInformerFactory) (cache.SharedIndexInformer, securitylisters.PeerAuthenticationLister) {
 			i := f.Security().V1().PeerAuthentications()
@@ -134,47 +134,30 @@ func newPeerAuthWatch(client securityclient.Interface, handler cache.ResourceEve
 // stop stops the informer and forgets the remembered write.
 func (w *peerAuthWatch) stop() {
 	w.Stop()
-	w.mu.Lock()
-	w.applied = nil
-	w.mu.Unlock()
+	w.applied.Reset()
 }
 
 // wrote remembers the controller's write of istio-system/default.
-func (w *peerAuthWatch) wrote(pa *securityv1.PeerAuthentication) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.applied = pa.DeepCopy()
-}
+func (w *peerAuthWatch) wrote(pa *securityv1.PeerAuthentication) { w.applied.Wrote(pa) }
 
 // newest is the controller's own last write while the informer has not
 // delivered it yet, the cached object otherwise (nil when missing).
 func (w *peerAuthWatch) newest(cached *securityv1.PeerAuthentication) *securityv1.PeerAuthentication {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.applied != nil && (cached == nil || status.NewerResourceVersion(w.applied.ResourceVersion, cached.ResourceVersion)) {
-		return w.applied
-	}
-	return cached
+	return w.applied.Newest(cache.ObjectName{Namespace: istioclient.Namespace, Name: DefaultName}, cached)
 }
 
 // forgetAppliedThen drops the remembered write once the informer has
-// seen it or anything after it, and on any delete (a delete after the write
-// must read as missing), and only then passes the event on: the sync the
-// event causes reads the cache, not the remembered write. One handler does
-// both because each handler is called from its own goroutine.
+// seen it or anything after it, and on any delete, and only then passes the
+// event on: the sync the event causes reads the cache, not the remembered
+// write. One handler does both because each handler is called from its own
+// goroutine.
 func (w *peerAuthWatch) forgetAppliedThen(next cache.ResourceEventHandler) cache.ResourceEventHandler {
 	seen := func(obj any, deleted bool) {
 		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = t.Obj
 		}
-		pa, ok := obj.(*securityv1.PeerAuthentication)
-		if !ok || pa.Name != DefaultName {
-			return
-		}
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		if w.applied != nil && (deleted || !status.NewerResourceVersion(w.applied.ResourceVersion, pa.ResourceVersion)) {
-			w.applied = nil
+		if pa, ok := obj.(*securityv1.PeerAuthentication); ok {
+			w.applied.Seen(pa, deleted)
 		}
 	}
 	return cache.ResourceEventHandlerFuncs{

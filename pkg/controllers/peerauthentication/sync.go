@@ -11,7 +11,6 @@ import (
 	securityac "istio.io/client-go/pkg/applyconfiguration/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
@@ -39,36 +38,21 @@ var desiredMode = securityapi.PeerAuthentication_MutualTLS_STRICT
 func defaultRef() string { return istioclient.Namespace + "/" + DefaultName }
 
 func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (queue.Result, error) {
-	cached, err := c.istios.Istios(key.Namespace).Get(key.Name)
-	if apierrors.IsNotFound(err) {
-		c.status.Forget(key)
+	verdict, istio, err := c.gate().Check(ctx, key)
+	switch verdict {
+	case status.Gone:
 		if !c.anyInstalled() {
 			c.peerAuths.stop()
 		}
 		return queue.Result{}, nil
-	}
-	if err != nil {
-		return queue.Result{}, err
-	}
-	if key.Namespace != c.namespace {
-		return queue.Result{}, nil
-	}
-	istio := c.status.Newest(cached)
-	in := status.InstallationOf(istio)
-	if !in.Served {
-		// The installation controller has not taken the resource on (yet),
-		// or serves another one: nothing to report on this one.
-		return queue.Result{}, nil
-	}
-	if istio.DeletionTimestamp != nil {
+	case status.Deleting:
 		// Uninstalling removes Istio's CRDs and with them the
 		// PeerAuthentication: stop watching a kind about to disappear, and
 		// never recreate what the uninstall deletes.
 		c.peerAuths.stop()
 		return queue.Result{}, nil
-	}
-	if !in.Current {
-		_, err := c.write(ctx, istio, waiting(istio))
+	case status.Proceed:
+	default:
 		return queue.Result{}, err
 	}
 
@@ -122,29 +106,6 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (queue.Resu
 	}
 	_, err = c.write(ctx, istio, cond)
 	return queue.Result{RequeueAfter: ConvergedInterval}, err
-}
-
-// waiting is the condition while Istio is not installed with the
-// resource's current configuration. Unlike status.Waiting it names the
-// Installed condition's status and reason but not its message: the message
-// changes with every progress step of an install, and carrying it would
-// rewrite this condition each time.
-func waiting(istio *v1alpha2.Istio) status.Condition {
-	installed := meta.FindStatusCondition(istio.Status.Conditions, v1alpha2.ConditionInstalled)
-	var why string
-	if installed.ObservedGeneration != istio.Generation {
-		why = fmt.Sprintf("the Installed condition describes generation %d of the Istio resource, which is at generation %d",
-			installed.ObservedGeneration, istio.Generation)
-	} else {
-		why = fmt.Sprintf("the Installed condition is %s (%s)", installed.Status, installed.Reason)
-	}
-	return status.Condition{
-		Type: v1alpha2.ConditionPeerAuthenticationReady, Status: metav1.ConditionUnknown,
-		Reason: v1alpha2.ReasonWaitingForInstallation,
-		Message: fmt.Sprintf("Waiting for Istio to be installed with the current configuration: %s. "+
-			"PeerAuthentication %s (mesh-wide mTLS %s) is applied once Installed is True; if Installed reports an error, fix what its message names.",
-			why, defaultRef(), desiredMode),
-	}
 }
 
 // driftOf says how the live PeerAuthentication differs from the desired
@@ -283,4 +244,10 @@ func (c *Controller) write(ctx context.Context, istio *v1alpha2.Istio, cond stat
 func (c *Controller) anyInstalled() bool {
 	all, err := c.istios.Istios(c.namespace).List(everything)
 	return err != nil || istiowatch.Needed(all)
+}
+
+// gate decides whether a sync may act on a resource yet.
+func (c *Controller) gate() *status.Gate {
+	return &status.Gate{Istios: c.istios, Writer: c.status, Conditions: []string{v1alpha2.ConditionPeerAuthenticationReady},
+		Then: fmt.Sprintf("PeerAuthentication %s (mesh-wide mTLS %s) is applied once Installed is True; if Installed reports an error, fix what its message names.", defaultRef(), desiredMode)}
 }

@@ -35,12 +35,12 @@ import (
 	"k8s.io/utils/clock"
 
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/controller"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
 	listers "github.com/meshkeeper/istio-operator/pkg/generated/listers/operator/v1alpha2"
 	"github.com/meshkeeper/istio-operator/pkg/istioclient"
 	"github.com/meshkeeper/istio-operator/pkg/metrics"
-	"github.com/meshkeeper/istio-operator/pkg/operator"
 )
 
 // Name is the controller's name.
@@ -148,14 +148,17 @@ type target struct {
 }
 
 // New builds the controller and registers its informers.
-func New(_ context.Context, d *operator.Deps) (operator.Controller, error) {
+func New(_ context.Context, d *controller.Deps) (controller.Controller, error) {
 	kinf := d.KubeInformers
 	podInformer := kinf.Core().V1().Pods().Informer()
 	rsInformer := kinf.Apps().V1().ReplicaSets().Informer()
+	for example, shape := range cacheShapes {
+		if err := d.ShapeCache(example, shape); err != nil {
+			return nil, err
+		}
+	}
 	for _, step := range []error{
-		podInformer.SetTransform(trimPod),
 		podInformer.AddIndexers(cache.Indexers{ownerIndex: indexByOwner, injectedIndex: indexInjected}),
-		rsInformer.SetTransform(trimReplicaSet),
 		rsInformer.AddIndexers(cache.Indexers{ownerIndex: indexByOwner}),
 	} {
 		if step != nil {
@@ -252,10 +255,10 @@ func (c *Controller) summaryKeys() []Key {
 	return keys
 }
 
-// Name implements operator.Controller.
+// Name implements controller.Controller.
 func (c *Controller) Name() string { return Name }
 
-// Run implements operator.Controller.
+// Run implements controller.Controller.
 func (c *Controller) Run(ctx context.Context, workers int) { c.loop.Run(ctx, max(workers, minWorkers)) }
 
 // Loop exposes the work loop to tests.

@@ -6,7 +6,7 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/meshkeeper/istio-operator/pkg/operator"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/controller"
 )
 
 // restartEvents is the budget of Events on restarted workloads. A wave of
@@ -17,14 +17,14 @@ import (
 // and in the log, and the Istio resource gets one Event saying that the
 // wave went over the budget.
 type restartEvents struct {
-	budget  operator.EventBudget
+	budget  controller.EventBudget
 	limiter *rate.Limiter // nil: no limit
 
 	mu         sync.Mutex
 	limitedFor string // the target hash whose wave went over the budget
 }
 
-func newRestartEvents(b operator.EventBudget) *restartEvents {
+func newRestartEvents(b controller.EventBudget) *restartEvents {
 	e := &restartEvents{budget: b}
 	if b.Burst > 0 {
 		e.limiter = rate.NewLimiter(rate.Limit(b.PerSecond), b.Burst)

@@ -4,12 +4,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshkeeper/istio-operator/pkg/operator"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/controller"
 )
 
 func TestRestartEventsBudget(t *testing.T) {
 	now := time.Now()
-	e := newRestartEvents(operator.EventBudget{Burst: 3, PerSecond: 2})
+	e := newRestartEvents(controller.EventBudget{Burst: 3, PerSecond: 2})
 	for i := range 3 {
 		if ok, _ := e.allow(now, "h1"); !ok {
 			t.Fatalf("restart %d of the burst refused", i+1)
@@ -28,7 +28,7 @@ func TestRestartEventsBudget(t *testing.T) {
 		t.Fatalf("a new wave over the budget: ok %v firstOver %v, want refused and first", ok, first)
 	}
 
-	unlimited := newRestartEvents(operator.EventBudget{})
+	unlimited := newRestartEvents(controller.EventBudget{})
 	for i := range 1000 {
 		if ok, _ := unlimited.allow(now, "h1"); !ok {
 			t.Fatalf("restart %d refused without a budget", i+1)

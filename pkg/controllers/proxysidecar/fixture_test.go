@@ -23,10 +23,10 @@ import (
 	"k8s.io/utils/ptr"
 
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/controller"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
 	"github.com/meshkeeper/istio-operator/pkg/istioclient"
 	"github.com/meshkeeper/istio-operator/pkg/metrics"
-	"github.com/meshkeeper/istio-operator/pkg/operator"
 )
 
 // fixture is a controller over indexers the test fills, a fake clientset
@@ -108,7 +108,7 @@ func newFixture(t *testing.T, pacing v1alpha2.RestartPacing) *fixture {
 		injector: newInjectorProbe("kyma-system", func(context.Context, *corev1.Pod) (*corev1.Pod, error) {
 			return injectedPod(f.want), nil
 		}, f.clock),
-		restartEvents: newRestartEvents(operator.EventBudget{}),
+		restartEvents: newRestartEvents(controller.EventBudget{}),
 		lastProgress:  map[Key]time.Time{}, refusals: map[Key]*refusal{},
 	}
 	// The loop records the keys the controller enqueues instead of syncing them.

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -28,25 +27,11 @@ const maxNamed = 5
 // target the workload syncs work towards, enqueues the workloads to restart
 // and writes the condition.
 func (c *Controller) syncSummary(ctx context.Context, k Key) (queue.Result, error) {
-	cached, err := c.istios.Istios(k.Namespace).Get(k.Name)
-	if apierrors.IsNotFound(err) {
+	// Until Istio is installed with the current configuration nothing is
+	// restarted: restarting now could give pods the old proxy again.
+	verdict, cached, err := c.gate().Check(ctx, k.ObjectName())
+	if verdict != status.Proceed {
 		c.dropTarget(k)
-		return queue.Result{}, nil
-	}
-	if err != nil {
-		return queue.Result{}, err
-	}
-	in := status.InstallationOf(cached)
-	if !in.Served || cached.DeletionTimestamp != nil {
-		c.dropTarget(k)
-		return queue.Result{}, nil
-	}
-	if !in.Current {
-		// Istio is being changed: restarting now could give pods the old
-		// proxy again. Stop until the installation is current.
-		c.dropTarget(k)
-		_, _, err := c.status.Apply(ctx, cached, status.Update{Conditions: []status.Condition{
-			status.Waiting(v1alpha2.ConditionProxySidecarRestartSucceeded, in)}})
 		return queue.Result{}, err
 	}
 
@@ -375,4 +360,10 @@ func named(list []string) string {
 		return strings.Join(list, ", ")
 	}
 	return fmt.Sprintf("%s and %d additional workload(s)", strings.Join(list[:maxNamed], ", "), len(list)-maxNamed)
+}
+
+// gate decides whether a sync may act on a resource yet.
+func (c *Controller) gate() *status.Gate {
+	return &status.Gate{Istios: c.istios, Writer: c.status, Conditions: []string{v1alpha2.ConditionProxySidecarRestartSucceeded},
+		Then: "Sidecar proxies that need it are restarted once Installed is True."}
 }

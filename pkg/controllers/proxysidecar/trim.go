@@ -8,7 +8,9 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
+	"github.com/meshkeeper/istio-operator/pkg/controllers/controller"
 	"github.com/meshkeeper/istio-operator/pkg/istioclient"
 )
 
@@ -26,7 +28,42 @@ var keptPodAnnotations = []string{
 	istioclient.ProxyConfigAnnotation, annotationLimitRanger,
 }
 
-// trimPod is the pod informer's transform.
+// cacheShapes are the shapes of the shared caches this controller decides:
+// pods and ReplicaSets as above, and workloads without their pod template's
+// spec. The controllers read a workload's replicas, strategy, status and
+// template metadata (the restart annotations, the ingress gateway
+// controller its Deployment's labels and annotations), and write workloads
+// only with patches, so the containers, volumes and claim templates, often
+// the bulk of a workload, are not cached.
+var cacheShapes = map[runtime.Object]controller.Shape{
+	&corev1.Pod{}:                   func(o runtime.Object) runtime.Object { p, _ := trimPod(o); return p.(runtime.Object) },
+	&appsv1.ReplicaSet{}:            func(o runtime.Object) runtime.Object { r, _ := trimReplicaSet(o); return r.(runtime.Object) },
+	&appsv1.Deployment{}:            trimWorkload,
+	&appsv1.StatefulSet{}:           trimWorkload,
+	&appsv1.DaemonSet{}:             trimWorkload,
+	&corev1.ReplicationController{}: trimWorkload,
+}
+
+// trimWorkload drops a workload's pod spec (and a StatefulSet's claim
+// templates).
+func trimWorkload(obj runtime.Object) runtime.Object {
+	switch w := obj.(type) {
+	case *appsv1.Deployment:
+		w.Spec.Template.Spec = corev1.PodSpec{}
+	case *appsv1.StatefulSet:
+		w.Spec.Template.Spec = corev1.PodSpec{}
+		w.Spec.VolumeClaimTemplates = nil
+	case *appsv1.DaemonSet:
+		w.Spec.Template.Spec = corev1.PodSpec{}
+	case *corev1.ReplicationController:
+		if w.Spec.Template != nil {
+			w.Spec.Template.Spec = corev1.PodSpec{}
+		}
+	}
+	return obj
+}
+
+// trimPod is the pod cache's shape.
 func trimPod(obj any) (any, error) {
 	pod, ok := obj.(*corev1.Pod)
 	if !ok {

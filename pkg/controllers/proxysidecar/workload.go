@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	appslisters "k8s.io/client-go/listers/apps/v1"
+	"k8s.io/client-go/tools/cache"
 )
 
 // Kind is the kind of a queue key.
@@ -28,6 +29,11 @@ type Key struct {
 	Kind      Kind
 	Namespace string
 	Name      string
+}
+
+// ObjectName is the key's namespace and name.
+func (k Key) ObjectName() cache.ObjectName {
+	return cache.ObjectName{Namespace: k.Namespace, Name: k.Name}
 }
 
 func (k Key) String() string { return fmt.Sprintf("%s %s/%s", k.Kind, k.Namespace, k.Name) }

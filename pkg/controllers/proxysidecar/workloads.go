@@ -10,7 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 
-	"github.com/meshkeeper/istio-operator/pkg/controllers/rollout"
+	"github.com/meshkeeper/istio-operator/pkg/rollout"
 )
 
 // workload is what the controller needs of any restartable kind.

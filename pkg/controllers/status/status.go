@@ -9,7 +9,6 @@ package status
 import (
 	"context"
 	"fmt"
-	"sync"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -60,15 +59,31 @@ type Writer struct {
 	fieldManager string
 	clock        clock.PassiveClock
 
-	mu      sync.Mutex
-	written map[cache.ObjectName]*v1alpha2.Istio // last write per resource, see Newest
+	written *LastWrites[*v1alpha2.Istio]
 }
 
 // NewWriter returns a writer for the named controller.
 func NewWriter(client versioned.Interface, controller string, clk clock.PassiveClock) *Writer {
 	return &Writer{client: client, fieldManager: FieldManagerPrefix + controller, clock: clk,
-		written: map[cache.ObjectName]*v1alpha2.Istio{}}
+		written: NewLastWrites((*v1alpha2.Istio).DeepCopy)}
 }
+
+// Newest returns a copy of the cached resource, or of the writer's own last
+// write of it while the informer has not delivered that write yet.
+func (w *Writer) Newest(cached *v1alpha2.Istio) *v1alpha2.Istio {
+	if n := w.written.Newest(cache.MetaObjectToName(cached), cached); n != cached {
+		return n // already a copy
+	}
+	return cached.DeepCopy()
+}
+
+// Remember records the controller's write of the resource made other than
+// through Apply (its finalizer), so that Newest returns it while the cache
+// lags.
+func (w *Writer) Remember(istio *v1alpha2.Istio) { w.written.Wrote(istio) }
+
+// Forget drops the memory of a resource, e.g. once it is deleted.
+func (w *Writer) Forget(key cache.ObjectName) { w.written.Forget(key) }
 
 // FieldManager is the field manager the writer applies with.
 func (w *Writer) FieldManager() string { return w.fieldManager }
@@ -120,7 +135,7 @@ func (w *Writer) Apply(ctx context.Context, current *v1alpha2.Istio, u Update) (
 	if err != nil {
 		return current, false, fmt.Errorf("applying status of %s/%s as %s: %w", current.Namespace, current.Name, w.fieldManager, err)
 	}
-	w.remember(updated)
+	w.written.Wrote(updated)
 	return updated, true, nil
 }
 
@@ -144,6 +159,3 @@ func UpToDate(current *v1alpha2.Istio, u Update) bool {
 	}
 	return true
 }
-
-// Ptr returns a pointer to v, for the optional fields of an Update.
-func Ptr[T any](v T) *T { return &v }

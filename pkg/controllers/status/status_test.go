@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clienttesting "k8s.io/client-go/testing"
 	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
 
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
 	"github.com/meshkeeper/istio-operator/pkg/generated/clientset/versioned/fake"
@@ -51,9 +52,9 @@ func TestApplyWritesOnlyChanges(t *testing.T) {
 		Reason: v1alpha2.ReasonIstioInstallSucceeded, Message: "Istio 1.31.1 is installed."}
 	_, wrote, err := w.Apply(ctx, get(t, client), Update{
 		Conditions:         []Condition{installed},
-		State:              Ptr(v1alpha2.StateReady),
-		Description:        Ptr("Istio is installed."),
-		InstalledVersion:   Ptr("1.31.1"),
+		State:              ptr.To(v1alpha2.StateReady),
+		Description:        ptr.To("Istio is installed."),
+		InstalledVersion:   ptr.To("1.31.1"),
 		ObservedGeneration: true,
 	})
 	if err != nil || !wrote {
@@ -69,8 +70,8 @@ func TestApplyWritesOnlyChanges(t *testing.T) {
 	}
 
 	// The same update again writes nothing.
-	_, wrote, err = w.Apply(ctx, got, Update{Conditions: []Condition{installed}, State: Ptr(v1alpha2.StateReady),
-		Description: Ptr("Istio is installed."), InstalledVersion: Ptr("1.31.1"), ObservedGeneration: true})
+	_, wrote, err = w.Apply(ctx, got, Update{Conditions: []Condition{installed}, State: ptr.To(v1alpha2.StateReady),
+		Description: ptr.To("Istio is installed."), InstalledVersion: ptr.To("1.31.1"), ObservedGeneration: true})
 	if err != nil || wrote {
 		t.Fatalf("unchanged apply: wrote=%v err=%v", wrote, err)
 	}
@@ -81,8 +82,8 @@ func TestApplyWritesOnlyChanges(t *testing.T) {
 	// A new message with the same status keeps the transition time.
 	clk.SetTime(clk.Now().Add(time.Hour))
 	installed.Message = "Istio 1.31.1 is installed and up to date."
-	if _, _, err := w.Apply(ctx, get(t, client), Update{Conditions: []Condition{installed}, State: Ptr(v1alpha2.StateReady),
-		Description: Ptr("Istio is installed."), InstalledVersion: Ptr("1.31.1"), ObservedGeneration: true}); err != nil {
+	if _, _, err := w.Apply(ctx, get(t, client), Update{Conditions: []Condition{installed}, State: ptr.To(v1alpha2.StateReady),
+		Description: ptr.To("Istio is installed."), InstalledVersion: ptr.To("1.31.1"), ObservedGeneration: true}); err != nil {
 		t.Fatal(err)
 	}
 	c = meta.FindStatusCondition(get(t, client).Status.Conditions, v1alpha2.ConditionInstalled)
@@ -92,8 +93,8 @@ func TestApplyWritesOnlyChanges(t *testing.T) {
 
 	// A status change moves it.
 	installed.Status, installed.Reason = metav1.ConditionFalse, v1alpha2.ReasonIstioInstallUninstallFailed
-	if _, _, err := w.Apply(ctx, get(t, client), Update{Conditions: []Condition{installed}, State: Ptr(v1alpha2.StateError),
-		Description: Ptr("Installing Istio failed."), InstalledVersion: Ptr("1.31.1"), ObservedGeneration: true}); err != nil {
+	if _, _, err := w.Apply(ctx, get(t, client), Update{Conditions: []Condition{installed}, State: ptr.To(v1alpha2.StateError),
+		Description: ptr.To("Installing Istio failed."), InstalledVersion: ptr.To("1.31.1"), ObservedGeneration: true}); err != nil {
 		t.Fatal(err)
 	}
 	c = meta.FindStatusCondition(get(t, client).Status.Conditions, v1alpha2.ConditionInstalled)
@@ -171,12 +172,12 @@ func TestNewestPrefersOwnWriteUntilTheCacheCatchesUp(t *testing.T) {
 	stale.ResourceVersion = "5"
 	client := fake.NewClientset(stale)
 	w := NewWriter(client, "installation", clocktesting.NewFakePassiveClock(time.Now()))
-	written, wrote, err := w.Apply(context.Background(), get(t, client), Update{State: Ptr(v1alpha2.StateReady)})
+	written, wrote, err := w.Apply(context.Background(), get(t, client), Update{State: ptr.To(v1alpha2.StateReady)})
 	if err != nil || !wrote {
 		t.Fatalf("apply: %v %v", wrote, err)
 	}
 	written.ResourceVersion = "6" // the fake tracker does not bump versions on apply
-	w.remember(written)
+	w.Remember(written)
 	if got := w.Newest(stale); got.Status.State != v1alpha2.StateReady {
 		t.Fatalf("Newest returned the stale cache (state %q)", got.Status.State)
 	}
@@ -186,7 +187,7 @@ func TestNewestPrefersOwnWriteUntilTheCacheCatchesUp(t *testing.T) {
 	if got := w.Newest(caughtUp); got.Status.State != v1alpha2.StateWarning {
 		t.Fatalf("Newest ignored a newer cache (state %q)", got.Status.State)
 	}
-	if !NewerResourceVersion("12", "9") || NewerResourceVersion("9", "12") || NewerResourceVersion("x", "1") {
+	if !newer("12", "9") || newer("9", "12") || newer("x", "1") || newer("10", "9") == newer("9", "10") {
 		t.Error("resource versions compared wrongly")
 	}
 }

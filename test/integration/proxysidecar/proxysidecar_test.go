@@ -24,8 +24,8 @@ import (
 
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/proxysidecar"
-	"github.com/meshkeeper/istio-operator/pkg/controllers/rollout"
 	"github.com/meshkeeper/istio-operator/pkg/istioclient"
+	"github.com/meshkeeper/istio-operator/pkg/rollout"
 	"github.com/meshkeeper/istio-operator/test/cluster"
 	"github.com/meshkeeper/istio-operator/test/operatortest"
 )

@@ -1,4 +1,4 @@
-package operator
+package proxysidecar
 
 import (
 	"testing"
@@ -9,7 +9,7 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-func TestTrimSharedKeepsWhatControllersReadOfAWorkload(t *testing.T) {
+func TestTrimWorkloadKeepsWhatControllersRead(t *testing.T) {
 	d := &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: "d", ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}},
 		Spec: appsv1.DeploymentSpec{
@@ -23,13 +23,10 @@ func TestTrimSharedKeepsWhatControllersReadOfAWorkload(t *testing.T) {
 		},
 		Status: appsv1.DeploymentStatus{UpdatedReplicas: 2},
 	}
-	got, err := trimShared(d)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := trimWorkload(d)
 	w := got.(*appsv1.Deployment)
-	if len(w.ManagedFields) != 0 || len(w.Spec.Template.Spec.Containers) != 0 {
-		t.Errorf("managed fields or containers kept: %+v", w)
+	if len(w.Spec.Template.Spec.Containers) != 0 {
+		t.Errorf("containers kept: %+v", w)
 	}
 	if *w.Spec.Replicas != 3 || !w.Spec.Paused || w.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType ||
 		w.Spec.Template.Labels["app"] != "d" || w.Spec.Template.Annotations["restarted"] != "x" || w.Status.UpdatedReplicas != 2 {
@@ -41,16 +38,10 @@ func TestTrimSharedKeepsWhatControllersReadOfAWorkload(t *testing.T) {
 		VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{}},
 		Template:             corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "db"}}}},
 	}}
-	got, _ = trimShared(s)
+	got = trimWorkload(s)
 	ss := got.(*appsv1.StatefulSet)
 	if len(ss.Spec.VolumeClaimTemplates)+len(ss.Spec.Template.Spec.Containers) != 0 || ss.Spec.UpdateStrategy.Type != appsv1.OnDeleteStatefulSetStrategyType {
 		t.Errorf("StatefulSet after trimming: %+v", ss.Spec)
 	}
 
-	// Other kinds only lose their managed fields.
-	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{ManagedFields: []metav1.ManagedFieldsEntry{{}}}, Data: map[string]string{"k": "v"}}
-	got, _ = trimShared(cm)
-	if c := got.(*corev1.ConfigMap); len(c.ManagedFields) != 0 || c.Data["k"] != "v" {
-		t.Errorf("ConfigMap after trimming: %+v", c)
-	}
 }
