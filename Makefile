@@ -69,11 +69,12 @@ test-reliability: tools ## Run the reliability suites: operator kills, API serve
 	$(GO) test -count=1 -p 1 -timeout $(TEST_TIMEOUT) ./test/reliability/...
 
 .PHONY: verify
-verify: tools ## Check formatting, vet, and that generated code and the CRD are fresh.
+verify: tools ## Check formatting, vet, that generated code and the CRD are fresh, and the package layers.
 	@out="$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go'))"; \
 	  if [[ -n "$$out" ]]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	bash hack/verify-codegen.sh
+	bash hack/verify-layers.sh
 
 # staticcheck runs at a pinned release, outside the module's dependencies.
 STATICCHECK_VERSION ?= v0.8.2

@@ -17,7 +17,7 @@ import (
 
 	"istio.io/istio/operator/pkg/manifest"
 
-	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
+	"github.com/meshkeeper/istio-operator/pkg/message"
 )
 
 // NamespaceReaderRole is the ClusterRole (deploy/base/rbac.yaml) that lets
@@ -130,7 +130,7 @@ func (i *Installer) removeNamespace(ctx context.Context) (kept string, err error
 	case err != nil:
 		kept = fmt.Sprintf("what lives in namespace %s cannot be read (%v)", Namespace, err)
 	case len(others) > 0:
-		kept = fmt.Sprintf("namespace %s holds %d objects the operator did not create: %s", Namespace, len(others), status.Named(others, 5))
+		kept = fmt.Sprintf("namespace %s holds %d objects the operator did not create: %s", Namespace, len(others), message.Named(others, 5))
 	default:
 		return "", i.delete(ctx, ns)
 	}

@@ -10,7 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
-	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
+	"github.com/meshkeeper/istio-operator/pkg/message"
 )
 
 // The ownership rule: the operator creates, changes, prunes and deletes
@@ -57,7 +57,7 @@ type ForeignObjectsError struct {
 func (e *ForeignObjectsError) Error() string {
 	return fmt.Sprintf("%d objects Istio needs exist and were not installed by this operator: %s; they are left untouched. "+
 		"Uninstall the Istio they belong to, or remove them, and the operator installs Istio",
-		len(e.Objects), status.Named(e.Objects, 3))
+		len(e.Objects), message.Named(e.Objects, 3))
 }
 
 // describeForeign names a foreign object with the installer that left it.

@@ -7,12 +7,14 @@ package controllertest
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	clienttesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
@@ -115,12 +117,40 @@ func (s *Istios) CatchUp(key cache.ObjectName) {
 // or another controller's write, both delivered).
 func (s *Istios) Set(istio *v1alpha2.Istio) {
 	s.t.Helper()
-	if err := s.Client.Tracker().Update(v1alpha2.SchemeGroupVersion.WithResource("istios"), istio, istio.Namespace); err != nil {
+	if err := s.Client.Tracker().Update(schema.GroupVersionResource{Group: v1alpha2.GroupName, Version: "v1alpha2", Resource: "istios"}, istio, istio.Namespace); err != nil {
 		s.t.Fatal(err)
 	}
 	if err := s.Indexer.Update(istio); err != nil {
 		s.t.Fatal(err)
 	}
+}
+
+// BumpResourceVersions makes every update and patch of the resources give
+// them a new resourceVersion, as the API server does; the fake keeps the one
+// sent. A controller tells its own last write (status.LastWrites) from a
+// stale cache only by a newer version.
+func (s *Istios) BumpResourceVersions() {
+	react := clienttesting.ObjectReaction(s.Client.Tracker())
+	rv := 100
+	s.Client.PrependReactor("*", "istios", func(a clienttesting.Action) (bool, runtime.Object, error) {
+		if a.GetVerb() != "update" && a.GetVerb() != "patch" {
+			return false, nil, nil
+		}
+		handled, obj, err := react(a)
+		if err != nil || obj == nil {
+			return handled, obj, err
+		}
+		m, err := meta.Accessor(obj)
+		if err != nil {
+			return true, nil, err
+		}
+		rv++
+		m.SetResourceVersion(strconv.Itoa(rv))
+		if err := s.Client.Tracker().Update(a.GetResource(), obj, m.GetNamespace()); err != nil {
+			return true, nil, err
+		}
+		return true, obj, nil
+	})
 }
 
 // StatusWrites counts the status writes (applies to the status subresource).

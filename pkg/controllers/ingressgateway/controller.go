@@ -36,6 +36,7 @@ import (
 	"github.com/meshkeeper/istio-operator/pkg/controllers/istiowatch"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
+	"github.com/meshkeeper/istio-operator/pkg/generated/clientset/versioned"
 	listers "github.com/meshkeeper/istio-operator/pkg/generated/listers/operator/v1alpha2"
 	"github.com/meshkeeper/istio-operator/pkg/istioclient"
 )
@@ -69,26 +70,12 @@ type Controller struct {
 
 // New builds the controller and registers its informers.
 func New(_ context.Context, d *controller.Deps) (controller.Controller, error) {
-	c := &Controller{
-		namespace:   d.Namespace,
-		istios:      d.OperatorInformers.Operator().V1alpha2().Istios().Lister(),
-		deployments: d.KubeInformers.Apps().V1().Deployments().Lister(),
-		kube:        d.KubeClient,
-		status:      status.NewWriter(d.OperatorClient, Name, d.Clock),
-		recorder:    d.Recorder(Name),
-		clock:       d.Clock,
-	}
-	c.loop = queue.New(queue.Config[cache.ObjectName]{Name: Name, Clock: d.Clock}, c.sync)
 	istio, err := istioclientset.NewForConfig(d.RESTConfig)
 	if err != nil {
 		return nil, fmt.Errorf("building Istio's client: %w", err)
 	}
-	c.envoyFilters = istiowatch.New(istio, "EnvoyFilter",
-		func(f istioinformers.SharedInformerFactory) (cache.SharedIndexInformer, networkinglisters.EnvoyFilterLister) {
-			i := f.Networking().V1alpha3().EnvoyFilters()
-			return i.Informer(), i.Lister()
-		},
-		c.loop.Handler(func(any) []cache.ObjectName { return status.ServingCandidates(c.istios, c.namespace) }))
+	c := newController(d.Namespace, d.OperatorClient, d.OperatorInformers.Operator().V1alpha2().Istios().Lister(),
+		d.KubeInformers.Apps().V1().Deployments().Lister(), d.KubeClient, istio, d.Recorder(Name), d.Clock)
 	if _, err := d.OperatorInformers.Operator().V1alpha2().Istios().Informer().AddEventHandler(c.loop.Handler(queue.ObjectNameKey)); err != nil {
 		return nil, err
 	}
@@ -103,6 +90,30 @@ func New(_ context.Context, d *controller.Deps) (controller.Controller, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// newController builds the controller over the given clients and listers;
+// the EnvoyFilter watch is built stopped. New registers its handlers on the
+// shared informers; tests call it directly.
+func newController(namespace string, client versioned.Interface, istios listers.IstioLister, deployments appslisters.DeploymentLister,
+	kube kubernetes.Interface, istio istioclientset.Interface, recorder record.EventRecorder, clk clock.PassiveClock) *Controller {
+	c := &Controller{
+		namespace:   namespace,
+		istios:      istios,
+		deployments: deployments,
+		kube:        kube,
+		status:      status.NewWriter(client, Name, clk),
+		recorder:    recorder,
+		clock:       clk,
+	}
+	c.loop = queue.New(queue.Config[cache.ObjectName]{Name: Name, Clock: clk}, c.sync)
+	c.envoyFilters = istiowatch.New(istio, "EnvoyFilter",
+		func(f istioinformers.SharedInformerFactory) (cache.SharedIndexInformer, networkinglisters.EnvoyFilterLister) {
+			i := f.Networking().V1alpha3().EnvoyFilters()
+			return i.Informer(), i.Lister()
+		},
+		c.loop.Handler(func(any) []cache.ObjectName { return status.ServingCandidates(c.istios, c.namespace) }))
+	return c
 }
 
 // Name implements controller.Controller.

@@ -70,7 +70,7 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (queue.Resu
 			return queue.Result{}, err
 		}
 		klog.FromContext(ctx).Info("Restarted the ingress gateway", "configuration", want, "was", got)
-		c.recorder.Eventf(istio, corev1.EventTypeNormal, "IngressGatewayRestarted",
+		c.recorder.Eventf(istio, corev1.EventTypeNormal, v1alpha2.EventIngressGatewayRestarted,
 			"Restarted the ingress gateway so that it runs start-time configuration %s (its pods carried %q).", want, got)
 		return c.report(ctx, istio, user, metav1.ConditionFalse, v1alpha2.ReasonIngressGatewayRestartInProgress, fmt.Sprintf(
 			"Restarting the ingress gateway to start-time configuration %s.", want), RollingInterval)

@@ -12,6 +12,7 @@ import (
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
 	"github.com/meshkeeper/istio-operator/pkg/istioclient"
+	"github.com/meshkeeper/istio-operator/pkg/message"
 )
 
 // listedFilters is how many EnvoyFilters the condition message names.
@@ -58,6 +59,6 @@ func userResourceCondition(filters networkinglisters.EnvoyFilterLister, gatewayL
 		Type: v1alpha2.ConditionIngressTargetingUserResourceFound, Status: metav1.ConditionTrue,
 		Reason: v1alpha2.ReasonIngressTargetingUserResource,
 		Message: fmt.Sprintf("%d EnvoyFilters created by users apply to the ingress gateway, whose behaviour the operator then cannot vouch for: %s. "+
-			"The operator does not change or delete them.", len(found), status.Named(found, listedFilters)),
+			"The operator does not change or delete them.", len(found), message.Named(found, listedFilters)),
 	}, nil
 }

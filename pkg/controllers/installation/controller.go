@@ -51,6 +51,12 @@ const (
 	// TerminatingNamespaceInterval re-checks an install waiting for the
 	// previous installation's istio-system to be gone.
 	TerminatingNamespaceInterval = 2 * time.Second
+	// UserResourcesSyncInterval re-checks a deletion waiting for the user
+	// resource informers' first sync (which also wakes it).
+	UserResourcesSyncInterval = time.Second
+	// CascadeInterval re-checks a Cascading deletion after deleting users'
+	// Istio resources; their delete events wake it first.
+	CascadeInterval = 5 * time.Second
 )
 
 // Controller is the installation controller.
@@ -63,10 +69,10 @@ type Controller struct {
 	recorder  record.EventRecorder
 	clock     clock.PassiveClock
 
-	live         *liveObjects
-	planner      istioclient.Planner
-	installer    *istioclient.Installer
-	istioCluster *istioclient.Cluster
+	live     *liveObjects
+	renderer renderer
+	planner  planner
+	applier  applier
 
 	userResources *userResources
 
@@ -98,18 +104,19 @@ func New(_ context.Context, d *controller.Deps) (controller.Controller, error) {
 	d.Register(nsFactory)
 
 	c := &Controller{
-		namespace:    d.Namespace,
-		istios:       d.OperatorInformers.Operator().V1alpha2().Istios().Lister(),
-		client:       d.OperatorClient,
-		status:       status.NewWriter(d.OperatorClient, Name, d.Clock),
-		recorder:     d.Recorder(Name),
-		clock:        d.Clock,
-		live:         newLiveObjects(dyn, owned, nsFactory),
-		istioCluster: istioCluster,
-		release:      d.Release,
-		rendered:     map[string]*istioclient.Rendered{},
+		namespace: d.Namespace,
+		istios:    d.OperatorInformers.Operator().V1alpha2().Istios().Lister(),
+		client:    d.OperatorClient,
+		status:    status.NewWriter(d.OperatorClient, Name, d.Clock),
+		recorder:  d.Recorder(Name),
+		clock:     d.Clock,
+		live:      newLiveObjects(dyn, owned, nsFactory),
+		renderer:  charts{cluster: istioCluster, namespace: d.Namespace, release: d.Release},
+		planner:   new(istioclient.Planner),
+		release:   d.Release,
+		rendered:  map[string]*istioclient.Rendered{},
 	}
-	c.installer = &istioclient.Installer{
+	c.applier = installer{&istioclient.Installer{
 		Dynamic: dyn,
 		Mapper:  restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(d.KubeClient.Discovery())),
 		Istio:   istioCluster,
@@ -117,7 +124,7 @@ func New(_ context.Context, d *controller.Deps) (controller.Controller, error) {
 		// Binds the namespace reader role to whoever the operator runs as,
 		// in the istio-system it creates.
 		Identity: istioclient.NewIdentity(d.KubeClient),
-	}
+	}}
 	c.loop = queue.New(queue.Config[cache.ObjectName]{Name: Name, Clock: d.Clock}, c.sync)
 	c.userResources = newUserResources(meta, c.enqueueServed)
 

@@ -21,6 +21,7 @@ import (
 	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
 	"github.com/meshkeeper/istio-operator/pkg/istioclient"
+	"github.com/meshkeeper/istio-operator/pkg/message"
 )
 
 // listedUserResources is how many user resources a blocked deletion names.
@@ -46,7 +47,7 @@ func (c *Controller) delete(ctx context.Context, istio *v1alpha2.Istio) (queue.R
 			why = gate.Error()
 		}
 		if why != "" {
-			c.recorder.Eventf(istio, corev1.EventTypeNormal, "UninstallSkipped",
+			c.recorder.Eventf(istio, corev1.EventTypeNormal, v1alpha2.EventUninstallSkipped,
 				"The installed Istio was never managed by this operator (%s); it is left installed.", why)
 			return queue.Result{}, c.removeFinalizer(ctx, istio)
 		}
@@ -55,14 +56,14 @@ func (c *Controller) delete(ctx context.Context, istio *v1alpha2.Istio) (queue.R
 	if !synced {
 		// The user resource informers start on the first deletion; their
 		// sync wakes this key again.
-		return queue.Result{RequeueAfter: time.Second}, nil
+		return queue.Result{RequeueAfter: UserResourcesSyncInterval}, nil
 	}
 	if len(found) > 0 {
 		names := make([]string, len(found))
 		for i, r := range found {
 			names[i] = r.String()
 		}
-		listed := status.Named(names, listedUserResources)
+		listed := message.Named(names, listedUserResources)
 		if istio.Spec.EffectiveDeletionStrategy() == v1alpha2.DeletionStrategyBlocking {
 			_, err := c.report(ctx, istio, v1alpha2.StateWarning, v1alpha2.ReasonIstioCustomResourcesDangling, fmt.Sprintf(
 				"Istio is not uninstalled while %d Istio resources created by users exist: %s. Delete them, or set spec.deletionStrategy to Cascading to delete them with Istio.",
@@ -74,7 +75,7 @@ func (c *Controller) delete(ctx context.Context, istio *v1alpha2.Istio) (queue.R
 			c.installedCondition(istio)); err != nil {
 			return queue.Result{}, err
 		}
-		c.recorder.Eventf(istio, corev1.EventTypeNormal, "DeletingUserResources",
+		c.recorder.Eventf(istio, corev1.EventTypeNormal, v1alpha2.EventDeletingUserResources,
 			"Deleting %d Istio resources created by users (deletion strategy Cascading): %s.", len(found), listed)
 		for _, r := range found {
 			if err := c.userResources.delete(ctx, r); err != nil {
@@ -82,7 +83,7 @@ func (c *Controller) delete(ctx context.Context, istio *v1alpha2.Istio) (queue.R
 			}
 		}
 		// Their delete events wake this key; the poll is a safety net.
-		return queue.Result{RequeueAfter: 5 * time.Second}, nil
+		return queue.Result{RequeueAfter: CascadeInterval}, nil
 	}
 
 	istio, err := c.report(ctx, istio, v1alpha2.StateDeleting, v1alpha2.ReasonIstioUninstalling,
@@ -90,23 +91,22 @@ func (c *Controller) delete(ctx context.Context, istio *v1alpha2.Istio) (queue.R
 	if err != nil {
 		return queue.Result{}, err
 	}
-	c.recorder.Event(istio, corev1.EventTypeNormal, "UninstallStarted", "Uninstalling Istio: no user-created Istio resources remain.")
+	c.recorder.Event(istio, corev1.EventTypeNormal, v1alpha2.EventUninstallStarted, "Uninstalling Istio: no user-created Istio resources remain.")
 	// The uninstall deletes Istio's CRDs: stop watching their kinds first.
 	c.userResources.reset()
 	start := c.clock.Now()
-	installer := *c.installer
-	kept, err := installer.Uninstall(ctx)
+	kept, err := c.applier.Uninstall(ctx)
 	if err != nil {
-		c.recorder.Eventf(istio, corev1.EventTypeWarning, "UninstallFailed", "Uninstalling Istio failed: %v", err)
+		c.recorder.Eventf(istio, corev1.EventTypeWarning, v1alpha2.EventUninstallFailed, "Uninstalling Istio failed: %v", err)
 		if _, werr := c.report(ctx, istio, v1alpha2.StateError, v1alpha2.ReasonIstioInstallUninstallFailed,
 			fmt.Sprintf("Uninstalling Istio failed and is retried: %v.", err), c.installedCondition(istio)); werr != nil {
 			logger.Error(werr, "Writing the status")
 		}
 		return queue.Result{}, err
 	}
-	c.recorder.Eventf(istio, corev1.EventTypeNormal, "UninstallSucceeded", "Uninstalled Istio in %s.", c.clock.Since(start).Round(10*time.Millisecond))
+	c.recorder.Eventf(istio, corev1.EventTypeNormal, v1alpha2.EventUninstallSucceeded, "Uninstalled Istio in %s.", c.clock.Since(start).Round(10*time.Millisecond))
 	if kept != "" {
-		c.recorder.Eventf(istio, corev1.EventTypeNormal, "NamespaceKept", "Namespace %s is kept: %s.", istioclient.Namespace, kept)
+		c.recorder.Eventf(istio, corev1.EventTypeNormal, v1alpha2.EventNamespaceKept, "Namespace %s is kept: %s.", istioclient.Namespace, kept)
 	}
 	logger.Info("Uninstalled Istio")
 	return queue.Result{}, c.removeFinalizer(ctx, c.latest(istio))

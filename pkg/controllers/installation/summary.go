@@ -16,6 +16,7 @@ import (
 	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
 	"github.com/meshkeeper/istio-operator/pkg/istioclient"
+	"github.com/meshkeeper/istio-operator/pkg/message"
 )
 
 var deploymentGVK = schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}
@@ -104,7 +105,7 @@ func (c *Controller) writeSummary(ctx context.Context, istio *v1alpha2.Istio, wa
 		for i, o := range others {
 			names[i] = o.String()
 		}
-		installed.Message += fmt.Sprintf(" Control planes this operator did not install run beside it and are left untouched: %s.", status.Named(names, listedUserResources))
+		installed.Message += fmt.Sprintf(" Control planes this operator did not install run beside it and are left untouched: %s.", message.Named(names, listedUserResources))
 	}
 	state, ready := Summarize(istio, warnings)
 	return c.write(ctx, istio, state, ready, &installed, true)

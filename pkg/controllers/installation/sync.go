@@ -26,9 +26,6 @@ import (
 
 var everything = labels.Everything()
 
-// ExperimentalBuild is true in builds that accept spec.experimental.
-var ExperimentalBuild = false
-
 func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (queue.Result, error) {
 	istio, err := c.istios.Istios(key.Namespace).Get(key.Name)
 	if apierrors.IsNotFound(err) {
@@ -96,7 +93,7 @@ func (c *Controller) reconcile(ctx context.Context, istio *v1alpha2.Istio) (queu
 		return c.failed(ctx, istio, v1alpha2.StateError, v1alpha2.ReasonValidationFailed,
 			"The Istio resource is invalid: "+errs.ToAggregate().Error()+".")
 	}
-	if exp := v1alpha2.ExperimentalFields(&istio.Spec); len(exp) > 0 && !ExperimentalBuild {
+	if exp := v1alpha2.ExperimentalFields(&istio.Spec); len(exp) > 0 {
 		return c.failed(ctx, istio, v1alpha2.StateError, v1alpha2.ReasonExperimentalFeatureNotAvailable,
 			"Experimental features are available only in an experimental build of the operator; unset "+strings.Join(exp, ", ")+".")
 	}
@@ -132,7 +129,7 @@ func (c *Controller) reconcile(ctx context.Context, istio *v1alpha2.Istio) (queu
 
 	plan := c.planner.Plan(r, c.live)
 	if !plan.Empty() {
-		if err := c.planner.CheckMissing(ctx, plan, c.installer.Lookup); err != nil {
+		if err := c.planner.CheckMissing(ctx, plan, c.applier.Lookup); err != nil {
 			return queue.Result{}, err
 		}
 	}
@@ -151,7 +148,7 @@ func (c *Controller) reconcile(ctx context.Context, istio *v1alpha2.Istio) (queu
 		plan.SameRevision = action == actionUpdate || action == actionRepair
 		logger.Info("Applying Istio", "action", action, "plan", plan.Summary(), "hash", r.Hash)
 		if action != actionRepair {
-			c.recorder.Eventf(istio, corev1.EventTypeNormal, action+"Started", "%s Istio %s: %s.", actionVerb[action], istioclient.Version, plan.Summary())
+			c.recorder.Eventf(istio, corev1.EventTypeNormal, actionEvents[action].started, "%s Istio %s: %s.", actionVerb[action], istioclient.Version, plan.Summary())
 		}
 		istio, err = c.progress(ctx, istio, fmt.Sprintf("%s Istio %s.", actionVerb[action], istioclient.Version))
 		if err != nil {
@@ -160,7 +157,7 @@ func (c *Controller) reconcile(ctx context.Context, istio *v1alpha2.Istio) (queu
 		start := c.clock.Now()
 		istio, err = c.apply(ctx, istio, r, plan, action)
 		if err != nil {
-			c.recorder.Eventf(istio, corev1.EventTypeWarning, action+"Failed", "%s Istio %s failed: %v", actionVerb[action], istioclient.Version, err)
+			c.recorder.Eventf(istio, corev1.EventTypeWarning, actionEvents[action].failed, "%s Istio %s failed: %v", actionVerb[action], istioclient.Version, err)
 			// Installed is reported False as well: leaving it out of the
 			// apply would remove it, and without it the other controllers
 			// take the resource for one the operator does not serve.
@@ -175,7 +172,7 @@ func (c *Controller) reconcile(ctx context.Context, istio *v1alpha2.Istio) (queu
 		took := c.clock.Since(start).Round(10 * time.Millisecond)
 		logger.Info("Applied Istio", "action", action, "duration", took)
 		c.release()
-		c.recorder.Eventf(istio, corev1.EventTypeNormal, action+"Succeeded", "%s Istio %s in %s: %s.",
+		c.recorder.Eventf(istio, corev1.EventTypeNormal, actionEvents[action].succeeded, "%s Istio %s in %s: %s.",
 			actionDone[action], istioclient.Version, took, plan.Summary())
 		istio = c.latest(istio)
 		if istio.Generation != rendered {
@@ -200,8 +197,7 @@ func (c *Controller) reconcile(ctx context.Context, istio *v1alpha2.Istio) (queu
 func (c *Controller) apply(ctx context.Context, istio *v1alpha2.Istio, r *istioclient.Rendered, plan *istioclient.Plan, action string) (*v1alpha2.Istio, error) {
 	logger := klog.FromContext(ctx)
 	var last time.Time
-	installer := *c.installer
-	installer.Progress = func(msg string) {
+	err := c.applier.Apply(ctx, r, plan, func(msg string) {
 		if c.clock.Since(last) < ProgressInterval {
 			return
 		}
@@ -212,8 +208,7 @@ func (c *Controller) apply(ctx context.Context, istio *v1alpha2.Istio, r *istioc
 			return
 		}
 		istio = updated
-	}
-	err := installer.Apply(ctx, r, plan)
+	})
 	return istio, err
 }
 
@@ -240,6 +235,14 @@ var actionVerb = map[string]string{
 
 var actionDone = map[string]string{
 	actionInstall: "Installed", actionUpgrade: "Upgraded", actionUpdate: "Reconfigured", actionRepair: "Repaired",
+}
+
+// actionEvents are the Events of each action; a repair records no Started.
+var actionEvents = map[string]struct{ started, succeeded, failed string }{
+	actionInstall: {v1alpha2.EventInstallStarted, v1alpha2.EventInstallSucceeded, v1alpha2.EventInstallFailed},
+	actionUpgrade: {v1alpha2.EventUpgradeStarted, v1alpha2.EventUpgradeSucceeded, v1alpha2.EventUpgradeFailed},
+	actionUpdate:  {v1alpha2.EventUpdateStarted, v1alpha2.EventUpdateSucceeded, v1alpha2.EventUpdateFailed},
+	actionRepair:  {"", v1alpha2.EventRepairSucceeded, v1alpha2.EventRepairFailed},
 }
 
 // action names what a non-empty plan does: a first install, an upgrade, a
@@ -271,7 +274,8 @@ func (c *Controller) anyOwned() bool {
 }
 
 // render renders the resource's IstioOperator, reusing the last rendering
-// while the spec is unchanged (rendering costs about 0.4 s of CPU).
+// while the spec is unchanged: a rendering costs far more CPU than the rest
+// of a sync (BenchmarkRender in pkg/istioclient).
 func (c *Controller) render(ctx context.Context, istio *v1alpha2.Istio) (*istioclient.Rendered, error) {
 	spec, err := json.Marshal(istio.Spec)
 	if err != nil {
@@ -285,21 +289,9 @@ func (c *Controller) render(ctx context.Context, istio *v1alpha2.Istio) (*istioc
 	if ok {
 		return r, nil
 	}
-	iop, err := istioclient.DesiredIstioOperator(&istio.Spec)
+	r, err = c.renderer.Render(&istio.Spec)
 	if err != nil {
 		return nil, err
-	}
-	// Rendering maps the Helm engine and the charts; what the last restart
-	// wave ran need not stay mapped beside them.
-	c.release()
-	r, err = istioclient.Render(iop, c.istioCluster)
-	if err != nil {
-		return nil, err
-	}
-	if istio.Spec.NetworkPoliciesWanted() {
-		if r, err = r.WithNetworkPolicies(c.namespace); err != nil {
-			return nil, err
-		}
 	}
 	c.mu.Lock()
 	c.rendered = map[string]*istioclient.Rendered{key: r}

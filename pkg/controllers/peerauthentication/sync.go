@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
@@ -20,18 +21,12 @@ import (
 	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
 	"github.com/meshkeeper/istio-operator/pkg/istioclient"
+	"github.com/meshkeeper/istio-operator/pkg/message"
 )
 
 // listedWeakening is how many weakening PeerAuthentications the condition
 // names; the count covers the rest.
 const listedWeakening = 5
-
-// Events this controller records on the Istio resource, besides the
-// condition reasons.
-const (
-	EventCreated  = "PeerAuthenticationCreated"
-	EventRestored = "PeerAuthenticationRestored"
-)
 
 var desiredMode = securityapi.PeerAuthentication_MutualTLS_STRICT
 
@@ -83,11 +78,11 @@ func (c *Controller) sync(ctx context.Context, key cache.ObjectName) (queue.Resu
 		c.peerAuths.wrote(applied)
 		if current == nil {
 			klog.FromContext(ctx).Info("Created the mesh-wide PeerAuthentication", "peerAuthentication", defaultRef())
-			c.recorder.Eventf(istio, corev1.EventTypeNormal, EventCreated,
+			c.recorder.Eventf(istio, corev1.EventTypeNormal, v1alpha2.EventPeerAuthenticationCreated,
 				"Created PeerAuthentication %s: mesh-wide mTLS %s.", defaultRef(), desiredMode)
 		} else {
 			klog.FromContext(ctx).Info("Restored the mesh-wide PeerAuthentication", "peerAuthentication", defaultRef(), "drift", drift)
-			c.recorder.Eventf(istio, corev1.EventTypeNormal, EventRestored,
+			c.recorder.Eventf(istio, corev1.EventTypeNormal, v1alpha2.EventPeerAuthenticationRestored,
 				"Restored PeerAuthentication %s to mesh-wide mTLS %s (%s).", defaultRef(), desiredMode, drift)
 		}
 	}
@@ -184,7 +179,7 @@ func weakening(all []*securityv1.PeerAuthentication) []weakeningPolicy {
 			hows = append(hows, fmt.Sprintf("port %d mode %s", p, pa.Spec.GetPortLevelMtls()[p].GetMode()))
 		}
 		if len(hows) > 0 {
-			out = append(out, weakeningPolicy{ref: ref, how: "workloads " + labelsString(pa.Spec.GetSelector().GetMatchLabels()) + ": " + strings.Join(hows, ", ")})
+			out = append(out, weakeningPolicy{ref: ref, how: "workloads " + labels.Set(pa.Spec.GetSelector().GetMatchLabels()).String() + ": " + strings.Join(hows, ", ")})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ref < out[j].ref })
@@ -193,19 +188,6 @@ func weakening(all []*securityv1.PeerAuthentication) []weakeningPolicy {
 
 func lowers(m securityapi.PeerAuthentication_MutualTLS_Mode) bool {
 	return m == securityapi.PeerAuthentication_MutualTLS_DISABLE || m == securityapi.PeerAuthentication_MutualTLS_PERMISSIVE
-}
-
-func labelsString(l map[string]string) string {
-	keys := make([]string, 0, len(l))
-	for k := range l {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = k + "=" + l[k]
-	}
-	return strings.Join(parts, ",")
 }
 
 func weakenedCondition(weak []weakeningPolicy) status.Condition {
@@ -218,7 +200,7 @@ func weakenedCondition(weak []weakeningPolicy) status.Condition {
 		Reason: v1alpha2.ReasonPeerAuthenticationWeakened,
 		Message: fmt.Sprintf("PeerAuthentication %s sets mesh-wide mTLS %s, but %d PeerAuthentications created by users in %s weaken it: %s. "+
 			"The operator does not delete them; delete them or set their mode to %s.",
-			defaultRef(), desiredMode, len(weak), istioclient.Namespace, status.Named(named, listedWeakening), desiredMode),
+			defaultRef(), desiredMode, len(weak), istioclient.Namespace, message.Named(named, listedWeakening), desiredMode),
 	}
 }
 

@@ -13,8 +13,7 @@ import (
 	typeapi "istio.io/api/type/v1beta1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	securityfake "istio.io/client-go/pkg/clientset/versioned/fake"
-	securityinformers "istio.io/client-go/pkg/informers/externalversions"
-	"k8s.io/apimachinery/pkg/api/meta"
+	securitylisters "istio.io/client-go/pkg/listers/security/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -23,26 +22,22 @@ import (
 	clienttesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
-	clocktesting "k8s.io/utils/clock/testing"
 
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
-	"github.com/meshkeeper/istio-operator/pkg/generated/clientset/versioned/fake"
-	istioinformers "github.com/meshkeeper/istio-operator/pkg/generated/informers/externalversions"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/controllertest"
 	"github.com/meshkeeper/istio-operator/pkg/istioclient"
 )
 
-const operatorNamespace = "kyma-system"
+var key = controllertest.Key
 
-var key = cache.ObjectName{Namespace: operatorNamespace, Name: "default"}
-
-// fixture is the controller with fake clients and seeded caches, in the
-// manner of sample-controller: sync is called directly and the recorded
-// actions and Events are asserted.
+// fixture is the controller over caches filled from objects and fake
+// clients recording their actions (controllertest's, as the other
+// controllers' tests use), in the manner of sample-controller: sync is
+// called directly and the recorded actions and Events are asserted.
 type fixture struct {
 	t        *testing.T
-	op       *fake.Clientset
+	istios   *controllertest.Istios
 	security *securityfake.Clientset
-	istios   cache.Indexer
 	recorder *record.FakeRecorder
 	c        *Controller
 	// applyErr, when set, fails every PeerAuthentication apply.
@@ -50,30 +45,9 @@ type fixture struct {
 	rv       int
 }
 
-func newIstio(gen int64, installed *metav1.Condition) *v1alpha2.Istio {
-	i := &v1alpha2.Istio{ObjectMeta: metav1.ObjectMeta{
-		Namespace: operatorNamespace, Name: "default", Generation: gen, UID: "uid-1", ResourceVersion: "10",
-	}}
-	if installed != nil {
-		i.Status.Conditions = []metav1.Condition{*installed}
-	}
-	return i
-}
-
-func installedTrue(gen int64) *metav1.Condition {
-	return &metav1.Condition{Type: v1alpha2.ConditionInstalled, Status: metav1.ConditionTrue,
-		Reason: v1alpha2.ReasonIstioInstallSucceeded, Message: "Istio 1.31.1 is installed.", ObservedGeneration: gen}
-}
-
 func newFixture(t *testing.T, istio *v1alpha2.Istio) *fixture {
 	t.Helper()
-	f := &fixture{t: t, rv: 100}
-	f.op = fake.NewClientset(istio)
-	istios := istioinformers.NewSharedInformerFactory(f.op, 0).Operator().V1alpha2().Istios()
-	f.istios = istios.Informer().GetIndexer()
-	if err := f.istios.Add(istio); err != nil {
-		t.Fatal(err)
-	}
+	f := &fixture{t: t, rv: 100, istios: controllertest.NewIstios(t, istio), recorder: controllertest.Recorder()}
 	f.security = securityfake.NewSimpleClientset()
 	// The simple tracker cannot create objects by server-side apply; this
 	// reactor answers an apply as the API server would, with the object.
@@ -93,9 +67,8 @@ func newFixture(t *testing.T, istio *v1alpha2.Istio) *fixture {
 		pa.ResourceVersion = fmt.Sprint(f.rv)
 		return true, pa, nil
 	})
-	f.recorder = record.NewFakeRecorder(100)
-	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC))
-	f.c = newController(operatorNamespace, f.op, istios.Lister(), f.security, f.recorder, clk)
+	f.c = newController(controllertest.Namespace, f.istios.Client, f.istios.Lister, f.security, f.recorder, controllertest.Clock())
+	t.Cleanup(f.c.loop.ShutDown)
 	return f
 }
 
@@ -103,27 +76,15 @@ func newFixture(t *testing.T, istio *v1alpha2.Istio) *fixture {
 // holding the objects.
 func (f *fixture) seed(pas ...*securityv1.PeerAuthentication) {
 	f.t.Helper()
-	factory := securityinformers.NewSharedInformerFactoryWithOptions(f.security, 0, securityinformers.WithNamespace(istioclient.Namespace))
-	informer := factory.Security().V1().PeerAuthentications()
-	for _, pa := range pas {
-		if err := informer.Informer().GetIndexer().Add(pa); err != nil {
-			f.t.Fatal(err)
-		}
+	objs := make([]runtime.Object, len(pas))
+	for i, pa := range pas {
+		objs[i] = pa
 	}
-	f.c.peerAuths.Seed(informer.Lister())
+	f.c.peerAuths.Seed(securitylisters.NewPeerAuthenticationLister(controllertest.Indexer(f.t, objs...)))
 }
 
 // catchUp lets the Istio informer deliver what the client holds now.
-func (f *fixture) catchUp() {
-	f.t.Helper()
-	i, err := f.op.OperatorV1alpha2().Istios(operatorNamespace).Get(context.Background(), "default", metav1.GetOptions{})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	if err := f.istios.Update(i); err != nil {
-		f.t.Fatal(err)
-	}
-}
+func (f *fixture) catchUp() { f.istios.CatchUp(key) }
 
 func (f *fixture) sync() (time.Duration, error) {
 	f.t.Helper()
@@ -133,59 +94,23 @@ func (f *fixture) sync() (time.Duration, error) {
 
 // applies are the PeerAuthentication applies sent.
 func (f *fixture) applies() []clienttesting.PatchAction {
-	var out []clienttesting.PatchAction
-	for _, a := range f.security.Actions() {
-		if p, ok := a.(clienttesting.PatchAction); ok && a.GetResource().Resource == "peerauthentications" && p.GetPatchType() == types.ApplyPatchType {
-			out = append(out, p)
-		}
-	}
-	return out
+	return controllertest.Applies(f.security.Actions(), "peerauthentications")
 }
 
 // securityWrites are all writes to Istio's security API.
 func (f *fixture) securityWrites() []clienttesting.Action {
-	var out []clienttesting.Action
-	for _, a := range f.security.Actions() {
-		switch a.GetVerb() {
-		case "get", "list", "watch":
-		default:
-			out = append(out, a)
-		}
-	}
-	return out
+	return controllertest.Writes(f.security.Actions())
 }
 
 // statusWrites are the status applies to the Istio resource.
-func (f *fixture) statusWrites() int {
-	n := 0
-	for _, a := range f.op.Actions() {
-		if a.GetVerb() == "patch" && a.GetSubresource() == "status" {
-			n++
-		}
-	}
-	return n
-}
+func (f *fixture) statusWrites() int { return f.istios.StatusWrites() }
 
 func (f *fixture) condition() *metav1.Condition {
 	f.t.Helper()
-	i, err := f.op.OperatorV1alpha2().Istios(operatorNamespace).Get(context.Background(), "default", metav1.GetOptions{})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	return meta.FindStatusCondition(i.Status.Conditions, v1alpha2.ConditionPeerAuthenticationReady)
+	return f.istios.Condition(key, v1alpha2.ConditionPeerAuthenticationReady)
 }
 
-func (f *fixture) events() []string {
-	var out []string
-	for {
-		select {
-		case e := <-f.recorder.Events:
-			out = append(out, e)
-		default:
-			return out
-		}
-	}
-}
+func (f *fixture) events() []string { return controllertest.Drain(f.recorder) }
 
 func peerAuth(name string, mode securityapi.PeerAuthentication_MutualTLS_Mode, managed bool) *securityv1.PeerAuthentication {
 	pa := &securityv1.PeerAuthentication{ObjectMeta: metav1.ObjectMeta{Namespace: istioclient.Namespace, Name: name, ResourceVersion: "50"}}
@@ -216,26 +141,26 @@ const (
 
 func TestWaitsForTheInstallation(t *testing.T) {
 	for name, tc := range map[string]struct {
-		installed *metav1.Condition
+		installed metav1.Condition
 		mention   string
 	}{
 		"installing": {
-			installed: &metav1.Condition{Type: v1alpha2.ConditionInstalled, Status: metav1.ConditionFalse,
+			installed: metav1.Condition{Type: v1alpha2.ConditionInstalled, Status: metav1.ConditionFalse,
 				Reason: v1alpha2.ReasonIstioInstalling, Message: "Installing Istio 1.31.1: base.", ObservedGeneration: 2},
 			mention: "the Installed condition is False (IstioInstalling)",
 		},
 		"invalid spec": {
-			installed: &metav1.Condition{Type: v1alpha2.ConditionInstalled, Status: metav1.ConditionFalse,
+			installed: metav1.Condition{Type: v1alpha2.ConditionInstalled, Status: metav1.ConditionFalse,
 				Reason: v1alpha2.ReasonValidationFailed, Message: "The Istio resource is invalid.", ObservedGeneration: 2},
 			mention: "the Installed condition is False (ValidationFailed)",
 		},
 		"installed at an older generation": {
-			installed: installedTrue(1),
+			installed: controllertest.InstalledCurrent(1),
 			mention:   "describes generation 1 of the Istio resource, which is at generation 2",
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			f := newFixture(t, newIstio(2, tc.installed))
+			f := newFixture(t, controllertest.Istio(2, tc.installed))
 			after, err := f.sync()
 			if err != nil || after != 0 {
 				t.Fatalf("sync = %v, %v; want no error and no requeue (the Istio watch wakes it)", after, err)
@@ -270,9 +195,9 @@ func TestWaitsForTheInstallation(t *testing.T) {
 
 func TestIgnoresResourcesItDoesNotServe(t *testing.T) {
 	for name, istio := range map[string]*v1alpha2.Istio{
-		"not yet taken on": newIstio(1, nil),
+		"not yet taken on": controllertest.Istio(1),
 		"being deleted": func() *v1alpha2.Istio {
-			i := newIstio(1, installedTrue(1))
+			i := controllertest.Istio(1, controllertest.InstalledCurrent(1))
 			i.DeletionTimestamp = &metav1.Time{Time: time.Date(2026, 11, 22, 9, 0, 0, 0, time.UTC)}
 			i.Finalizers = []string{"istios.operator.kyma-project.io/istio-installation"}
 			return i
@@ -298,7 +223,7 @@ func TestIgnoresResourcesItDoesNotServe(t *testing.T) {
 }
 
 func TestCreatesWhenMissing(t *testing.T) {
-	f := newFixture(t, newIstio(2, installedTrue(2)))
+	f := newFixture(t, controllertest.Istio(2, controllertest.InstalledCurrent(2)))
 	f.seed()
 	after, err := f.sync()
 	if err != nil {
@@ -333,8 +258,8 @@ func TestCreatesWhenMissing(t *testing.T) {
 		c.Message != "Mesh-wide mTLS is STRICT: PeerAuthentication istio-system/default." {
 		t.Errorf("condition %+v", c)
 	}
-	if e := f.events(); len(e) != 1 || !strings.HasPrefix(e[0], "Normal "+EventCreated) {
-		t.Errorf("events %v, want one %s", e, EventCreated)
+	if e := f.events(); len(e) != 1 || !strings.HasPrefix(e[0], "Normal "+v1alpha2.EventPeerAuthenticationCreated) {
+		t.Errorf("events %v, want one %s", e, v1alpha2.EventPeerAuthenticationCreated)
 	}
 
 	// The informer has not delivered the new object yet: the controller's
@@ -357,7 +282,7 @@ func TestCreatesWhenMissing(t *testing.T) {
 }
 
 func TestNoWriteWhenRight(t *testing.T) {
-	istio := newIstio(2, installedTrue(2))
+	istio := controllertest.Istio(2, controllertest.InstalledCurrent(2))
 	istio.Status.Conditions = append(istio.Status.Conditions, metav1.Condition{
 		Type: v1alpha2.ConditionPeerAuthenticationReady, Status: metav1.ConditionTrue, Reason: v1alpha2.ReasonPeerAuthenticationApplied,
 		Message: "Mesh-wide mTLS is STRICT: PeerAuthentication istio-system/default.", ObservedGeneration: 2,
@@ -396,7 +321,7 @@ func TestRestoresDrift(t *testing.T) {
 		"label removed": {peerAuth(DefaultName, strict, false), "label app.kubernetes.io/managed-by=istio-operator was missing"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			f := newFixture(t, newIstio(2, installedTrue(2)))
+			f := newFixture(t, controllertest.Istio(2, controllertest.InstalledCurrent(2)))
 			f.seed(tc.live)
 			if _, err := f.sync(); err != nil {
 				t.Fatal(err)
@@ -406,8 +331,8 @@ func TestRestoresDrift(t *testing.T) {
 				t.Fatalf("applies %v, want one restoring STRICT", applies)
 			}
 			e := f.events()
-			if len(e) != 1 || !strings.HasPrefix(e[0], "Normal "+EventRestored) || !strings.Contains(e[0], tc.drift) {
-				t.Errorf("events %v, want one %s naming %q", e, EventRestored, tc.drift)
+			if len(e) != 1 || !strings.HasPrefix(e[0], "Normal "+v1alpha2.EventPeerAuthenticationRestored) || !strings.Contains(e[0], tc.drift) {
+				t.Errorf("events %v, want one %s naming %q", e, v1alpha2.EventPeerAuthenticationRestored, tc.drift)
 			}
 			if c := f.condition(); c == nil || c.Status != metav1.ConditionTrue {
 				t.Errorf("condition %+v", c)
@@ -417,7 +342,7 @@ func TestRestoresDrift(t *testing.T) {
 }
 
 func TestReportsWeakeningUserPeerAuthentications(t *testing.T) {
-	f := newFixture(t, newIstio(2, installedTrue(2)))
+	f := newFixture(t, controllertest.Istio(2, controllertest.InstalledCurrent(2)))
 	ports := map[uint32]securityapi.PeerAuthentication_MutualTLS_Mode{9090: disable, 8080: strict}
 	f.seed(
 		peerAuth(DefaultName, strict, true),
@@ -457,7 +382,7 @@ func TestReportsWeakeningUserPeerAuthentications(t *testing.T) {
 	}
 	// The periodic check repeats neither the write nor the Event.
 	f.catchUp()
-	f.op.ClearActions()
+	f.istios.Client.ClearActions()
 	if _, err := f.sync(); err != nil {
 		t.Fatal(err)
 	}
@@ -482,7 +407,7 @@ func TestNamesAtMostFiveWeakening(t *testing.T) {
 }
 
 func TestApplyFailureIsReportedAndRetried(t *testing.T) {
-	f := newFixture(t, newIstio(2, installedTrue(2)))
+	f := newFixture(t, controllertest.Istio(2, controllertest.InstalledCurrent(2)))
 	f.seed(peerAuth(DefaultName, permissive, true))
 	f.applyErr = errors.New("admission webhook denied the request")
 	if _, err := f.sync(); err == nil {
@@ -509,7 +434,7 @@ func TestApplyFailureIsReportedAndRetried(t *testing.T) {
 func TestStartsTheInformerOnlyOnceInstalled(t *testing.T) {
 	// The fake client cannot stream a watch list's initial events.
 	clientfeaturestesting.SetFeatureDuringTest(t, clientfeatures.WatchListClient, false)
-	f := newFixture(t, newIstio(2, installedTrue(2)))
+	f := newFixture(t, controllertest.Istio(2, controllertest.InstalledCurrent(2)))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	if _, err := f.c.sync(ctx, key); err != nil {

@@ -73,30 +73,33 @@ const (
 	AttentionInterval = time.Minute
 	// ConvergedInterval is the safety net once every proxy is current.
 	ConvergedInterval = 10 * time.Minute
-	// summaryDelay gathers the pod events of a rollout into one count. It
+	// SummaryBatchInterval gathers the pod events of a rollout into one count. It
 	// matches RollingInterval: while a wave rolls, counting more often than
-	// the summary's own requeue only repeats work (a count of 4,000 pods
-	// takes about 20 ms), and progress is written at most every
+	// the summary's own requeue only repeats work (a count walks every
+	// injected pod), and progress is written at most every
 	// ProgressWriteInterval.
-	summaryDelay = RollingInterval
+	SummaryBatchInterval = RollingInterval
 	// minWorkers: a restart waits on the API server (and on the token
 	// bucket), so the controller runs more workers than the others.
 	minWorkers = 16
-	// workloadRecheck is the safety net of a rolling workload; its own
+	// WorkloadRecheckInterval is the safety net of a rolling workload; its own
 	// status events normally come first.
-	workloadRecheck = 30 * time.Second
-	// evictionRetry is how soon an eviction refused by a
+	WorkloadRecheckInterval = 30 * time.Second
+	// EvictionRetryInterval is how soon an eviction refused by a
 	// PodDisruptionBudget is tried again.
-	evictionRetry = 5 * time.Second
+	EvictionRetryInterval = 5 * time.Second
 	// EvictionBlockedAfter bounds how long a workload restarted by eviction
 	// may keep being refused by a PodDisruptionBudget before it is reported
 	// blocked (named in the condition, a Warning Event on the workload) and
 	// gives up its rollout slot, so that the rest of the wave goes on.
 	EvictionBlockedAfter = 2 * time.Minute
-	// evictionBlockedRetry is how often the eviction of a workload reported
+	// EvictionBlockedInterval is how often the eviction of a workload reported
 	// blocked is tried again, without a slot, so that it finishes on its own
 	// once the budget allows a disruption.
-	evictionBlockedRetry = AttentionInterval
+	EvictionBlockedInterval = AttentionInterval
+	// InjectorRecheckInterval is how soon a workload waiting for the
+	// injector to serve the target proxy is looked at again.
+	InjectorRecheckInterval = time.Second
 	// kymaNamespace holds Kyma's own workloads, restarted first.
 	kymaNamespace = "kyma-system"
 )
@@ -200,8 +203,8 @@ func New(_ context.Context, d *controller.Deps) (controller.Controller, error) {
 		}
 		return []Key{{Kind: KindSummary, Namespace: name.Namespace, Name: name.Name}}
 	})
-	// Pod churn only moves the counts: one recount per summaryDelay.
-	podEvents := c.loop.HandlerAfter(summaryDelay, func(obj any) []Key {
+	// Pod churn only moves the counts: one recount per SummaryBatchInterval.
+	podEvents := c.loop.HandlerAfter(SummaryBatchInterval, func(obj any) []Key {
 		if pod, ok := obj.(*corev1.Pod); ok && injected(pod) {
 			return c.summaryKeys()
 		}
@@ -222,7 +225,7 @@ func New(_ context.Context, d *controller.Deps) (controller.Controller, error) {
 			return nil
 		})
 	}
-	namespaceEvents := c.loop.HandlerAfter(summaryDelay, func(any) []Key { return c.summaryKeys() })
+	namespaceEvents := c.loop.HandlerAfter(SummaryBatchInterval, func(any) []Key { return c.summaryKeys() })
 
 	for _, reg := range []struct {
 		informer cache.SharedIndexInformer

@@ -110,8 +110,8 @@ func TestEvictionPath(t *testing.T) {
 			}
 
 			// The restart: one patch, no eviction yet.
-			if res := f.sync(k); res.RequeueAfter != workloadRecheck {
-				t.Errorf("after the restart: requeue after %v, want %v", res.RequeueAfter, workloadRecheck)
+			if res := f.sync(k); res.RequeueAfter != WorkloadRecheckInterval {
+				t.Errorf("after the restart: requeue after %v, want %v", res.RequeueAfter, WorkloadRecheckInterval)
 			}
 			patched, evicted := f.counts()
 			if len(patched) != 1 || len(evicted) != 0 {
@@ -185,7 +185,7 @@ func TestEvictionPath(t *testing.T) {
 }
 
 // An eviction a PodDisruptionBudget keeps refusing is retried every
-// evictionRetry while it holds its slot; after EvictionBlockedAfter the
+// EvictionRetryInterval while it holds its slot; after EvictionBlockedAfter the
 // workload is reported blocked (named in the count, a Warning Event on it),
 // gives its slot to the next in line, and is tried again now and then
 // without one, finishing once the budget allows.
@@ -199,8 +199,8 @@ func TestEvictionBlockedByBudget(t *testing.T) {
 	f.setWorkload(KindStatefulSet, "db", true, replicas, f.restartedNow())
 	f.refuse = true
 
-	if res := f.sync(db); res.RequeueAfter != evictionRetry {
-		t.Fatalf("a refused eviction: requeue after %v, want %v", res.RequeueAfter, evictionRetry)
+	if res := f.sync(db); res.RequeueAfter != EvictionRetryInterval {
+		t.Fatalf("a refused eviction: requeue after %v, want %v", res.RequeueAfter, EvictionRetryInterval)
 	}
 	if !f.c.pacer.waiting(db) {
 		t.Fatal("db, being evicted, holds no slot")
@@ -213,8 +213,8 @@ func TestEvictionBlockedByBudget(t *testing.T) {
 	tg := f.c.target.Load()
 	for _, step := range []time.Duration{time.Minute, EvictionBlockedAfter - time.Minute - time.Second} {
 		f.clock.Step(step)
-		if res := f.sync(db); res.RequeueAfter != evictionRetry {
-			t.Fatalf("refused for %v: requeue after %v, want %v", f.clock.Since(t0), res.RequeueAfter, evictionRetry)
+		if res := f.sync(db); res.RequeueAfter != EvictionRetryInterval {
+			t.Fatalf("refused for %v: requeue after %v, want %v", f.clock.Since(t0), res.RequeueAfter, EvictionRetryInterval)
 		}
 		if why := f.c.evictionBlocked(db, tg.hash); why != "" {
 			t.Fatalf("refused for %v: already blocked: %s", f.clock.Since(t0), why)
@@ -225,8 +225,8 @@ func TestEvictionBlockedByBudget(t *testing.T) {
 	}
 
 	f.clock.Step(time.Second) // EvictionBlockedAfter since the first refusal
-	if res := f.sync(db); res.RequeueAfter != evictionBlockedRetry {
-		t.Errorf("blocked: requeue after %v, want %v", res.RequeueAfter, evictionBlockedRetry)
+	if res := f.sync(db); res.RequeueAfter != EvictionBlockedInterval {
+		t.Errorf("blocked: requeue after %v, want %v", res.RequeueAfter, EvictionBlockedInterval)
 	}
 	if f.c.pacer.waiting(db) {
 		t.Error("blocked db still holds its slot")
@@ -239,8 +239,8 @@ func TestEvictionBlockedByBudget(t *testing.T) {
 	}
 	select {
 	case ev := <-f.recorder.Events:
-		if !strings.HasPrefix(ev, "Warning "+reasonEvictionBlocked) || !strings.Contains(ev, "db-") {
-			t.Errorf("event %q, want a Warning %s naming the pod", ev, reasonEvictionBlocked)
+		if !strings.HasPrefix(ev, "Warning "+v1alpha2.EventProxySidecarEvictionBlocked) || !strings.Contains(ev, "db-") {
+			t.Errorf("event %q, want a Warning %s naming the pod", ev, v1alpha2.EventProxySidecarEvictionBlocked)
 		}
 	default:
 		t.Error("no Event on the blocked workload")
@@ -262,13 +262,13 @@ func TestEvictionBlockedByBudget(t *testing.T) {
 		t.Errorf("the condition changes while nothing does: %q, then %q", cond.Message, again.Message)
 	}
 
-	// Blocked, db is tried again only every evictionBlockedRetry.
+	// Blocked, db is tried again only every EvictionBlockedInterval.
 	_, evictedBefore := f.counts()
 	f.clock.Step(10 * time.Second)
-	if res := f.sync(db); res.RequeueAfter != evictionBlockedRetry-10*time.Second {
-		t.Errorf("blocked, 10s later: requeue after %v, want the rest of %v", res.RequeueAfter, evictionBlockedRetry)
+	if res := f.sync(db); res.RequeueAfter != EvictionBlockedInterval-10*time.Second {
+		t.Errorf("blocked, 10s later: requeue after %v, want the rest of %v", res.RequeueAfter, EvictionBlockedInterval)
 	}
-	f.clock.Step(evictionBlockedRetry)
+	f.clock.Step(EvictionBlockedInterval)
 	f.refuse = false
 	if res := f.sync(db); res.RequeueAfter != RollingInterval {
 		t.Errorf("allowed again: requeue after %v, want %v", res.RequeueAfter, RollingInterval)
@@ -290,8 +290,8 @@ func TestEvictionThrottledIsNotBlocked(t *testing.T) {
 	f.setWorkload(KindReplicationController, "rc", false, replicas, f.restartedNow())
 	f.throttle = true
 	for range 3 {
-		if res := f.sync(rc); res.RequeueAfter != evictionRetry {
-			t.Fatalf("throttled: requeue after %v, want %v", res.RequeueAfter, evictionRetry)
+		if res := f.sync(rc); res.RequeueAfter != EvictionRetryInterval {
+			t.Fatalf("throttled: requeue after %v, want %v", res.RequeueAfter, EvictionRetryInterval)
 		}
 		f.clock.Step(EvictionBlockedAfter)
 	}
@@ -374,8 +374,8 @@ func TestSlowRateChangedToFastNoWorkerBlocks(t *testing.T) {
 		t.Fatalf("the new rate woke %v, want [b]", woken)
 	}
 	f.clock.Step(100 * time.Millisecond)
-	if res := syncWithin(b); res.RequeueAfter != workloadRecheck {
-		t.Errorf("b at the new rate: requeue after %v, want the restart's %v", res.RequeueAfter, workloadRecheck)
+	if res := syncWithin(b); res.RequeueAfter != WorkloadRecheckInterval {
+		t.Errorf("b at the new rate: requeue after %v, want the restart's %v", res.RequeueAfter, WorkloadRecheckInterval)
 	}
 	if patched, _ := f.counts(); len(patched) != 2 {
 		t.Errorf("patches %v, want a and b restarted", patched)

@@ -2,6 +2,7 @@ package proxysidecar
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -24,7 +25,9 @@ import (
 
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/controller"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/controllertest"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
 	"github.com/meshkeeper/istio-operator/pkg/istioclient"
 	"github.com/meshkeeper/istio-operator/pkg/metrics"
 )
@@ -39,6 +42,8 @@ type fixture struct {
 	recorder *record.FakeRecorder
 	want     istioclient.Proxy
 	old      istioclient.Proxy
+	// istios holds the Istio resource the summary counts for; see serve.
+	istios *controllertest.Istios
 
 	pods, rss, deploys, stss, dss, rcs, nss cache.Indexer
 
@@ -50,12 +55,11 @@ type fixture struct {
 	woken    []Key
 }
 
-var summaryKey = Key{Kind: KindSummary, Namespace: "kyma-system", Name: "default"}
+var summaryKey = Key{Kind: KindSummary, Namespace: controllertest.Key.Namespace, Name: controllertest.Key.Name}
 
 func newFixture(t *testing.T, pacing v1alpha2.RestartPacing) *fixture {
 	t.Helper()
-	f := &fixture{t: t, clock: clocktesting.NewFakeClock(time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)),
-		recorder: record.NewFakeRecorder(100), want: desired(t, v1alpha2.IstioSpec{})}
+	f := &fixture{t: t, clock: controllertest.Clock(), recorder: controllertest.Recorder(), want: desired(t, v1alpha2.IstioSpec{})}
 	f.old = f.want
 	f.old.Image = "docker.io/istio/proxyv2:1.30.2"
 	idx := func(extra cache.Indexers) cache.Indexer {
@@ -125,6 +129,16 @@ func newFixture(t *testing.T, pacing v1alpha2.RestartPacing) *fixture {
 	return f
 }
 
+// serve holds the Istio resources in the operator's fake client and
+// cache, for the summary's gate and status writer.
+func (f *fixture) serve(istios ...*v1alpha2.Istio) {
+	f.t.Helper()
+	f.istios = controllertest.NewIstios(f.t, istios...)
+	f.c.namespace = controllertest.Namespace
+	f.c.istios = f.istios.Lister
+	f.c.status = status.NewWriter(f.istios.Client, Name, f.clock)
+}
+
 func (f *fixture) add(ix cache.Indexer, obj any) {
 	f.t.Helper()
 	if err := ix.Add(obj); err != nil {
@@ -182,4 +196,69 @@ func doneDeployment(name string) *appsv1.Deployment {
 		Spec:       appsv1.DeploymentSpec{Replicas: ptr.To[int32](1)},
 		Status:     appsv1.DeploymentStatus{Replicas: 1, UpdatedReplicas: 1, AvailableReplicas: 1, ReadyReplicas: 1},
 	}
+}
+
+// workloadWithPods puts the workload ns/w of kind into the cache as
+// setWorkload does, with one pod per proxy (a Deployment's through its
+// ReplicaSet w-1), created an hour before now.
+func (f *fixture) workloadWithPods(kind Kind, onDelete bool, ann map[string]string, proxies ...istioclient.Proxy) Key {
+	f.t.Helper()
+	ownerKind, owner := string(kind), "w"
+	if kind == KindDeployment {
+		f.add(f.rss, &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: "w-1", Namespace: "ns",
+			OwnerReferences: controllertest.Owned("Deployment", "apps/v1", "w")}})
+		ownerKind, owner = string(KindReplicaSet), "w-1"
+	}
+	for i, p := range proxies {
+		f.pod(fmt.Sprintf("w-%d", i), ownerKind, owner, p, f.clock.Now().Add(-time.Hour))
+	}
+	f.setWorkload(kind, "w", onDelete, replicas, ann)
+	return Key{Kind: kind, Namespace: "ns", Name: "w"}
+}
+
+// deploy puts a rolled-out Deployment ns/name into the cache, changed by
+// change, with its ReplicaSet name-1 and one ready pod per proxy, created
+// an hour before now.
+func (f *fixture) deploy(ns, name string, change func(*appsv1.Deployment), proxies ...istioclient.Proxy) Key {
+	f.t.Helper()
+	d := controllertest.Deployment(ns, name, int32(len(proxies)))
+	if change != nil {
+		change(d)
+	}
+	f.add(f.deploys, d)
+	f.add(f.rss, &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: name + "-1", Namespace: ns,
+		OwnerReferences: controllertest.Owned("Deployment", "apps/v1", name)}})
+	for i, p := range proxies {
+		f.podIn(ns, fmt.Sprintf("%s-%d", name, i), controllertest.Owned("ReplicaSet", "apps/v1", name+"-1"), p)
+	}
+	return Key{Kind: KindDeployment, Namespace: ns, Name: name}
+}
+
+// podIn adds an injected, ready pod ns/name with proxy p and the owner
+// references, created an hour before now.
+func (f *fixture) podIn(ns, name string, owners []metav1.OwnerReference, p istioclient.Proxy) *corev1.Pod {
+	f.t.Helper()
+	pod := injectedPod(p)
+	pod.Namespace, pod.Name, pod.UID, pod.OwnerReferences = ns, name, types.UID(ns+"/"+name), owners
+	pod.CreationTimestamp = metav1.NewTime(f.clock.Now().Add(-time.Hour))
+	pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}
+	f.add(f.pods, pod)
+	return pod
+}
+
+// restartedFor are the annotations of a restart for hash at.
+func restartedFor(hash string, at time.Time) map[string]string {
+	return map[string]string{AnnotationRestartedFor: hash, AnnotationRestartedAt: at.UTC().Format(time.RFC3339)}
+}
+
+// changeDeployment replaces the cached Deployment ns/name by a changed copy.
+func (f *fixture) changeDeployment(name string, change func(*appsv1.Deployment)) {
+	f.t.Helper()
+	obj, ok, err := f.deploys.GetByKey("ns/" + name)
+	if err != nil || !ok {
+		f.t.Fatalf("no Deployment ns/%s in the cache (%v)", name, err)
+	}
+	d := obj.(*appsv1.Deployment).DeepCopy()
+	change(d)
+	f.add(f.deploys, d)
 }

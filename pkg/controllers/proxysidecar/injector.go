@@ -14,10 +14,6 @@ import (
 	"k8s.io/utils/ptr"
 )
 
-// injectorRecheck is how soon a workload waiting for the injector to serve
-// the target proxy is looked at again.
-const injectorRecheck = time.Second
-
 // injectorProbe tells whether the injector hands new pods the target proxy
 // yet. istiod loads a changed injection configuration through a watch, some
 // time after the installation controller wrote it: a workload restarted
@@ -53,7 +49,7 @@ func (p *injectorProbe) serves(ctx context.Context, t *target) bool {
 		return true
 	}
 	now := p.clock.Now()
-	if now.Sub(p.probed) < injectorRecheck/2 {
+	if now.Sub(p.probed) < InjectorRecheckInterval/2 {
 		return false
 	}
 	p.probed = now

@@ -73,9 +73,9 @@ func TestInjectorProbe(t *testing.T) {
 				before := calls
 				p.serves(t.Context(), tgt)
 				if calls != before {
-					t.Fatalf("check %d: probed again within %s", i, injectorRecheck/2)
+					t.Fatalf("check %d: probed again within %s", i, InjectorRecheckInterval/2)
 				}
-				clk.Step(injectorRecheck)
+				clk.Step(InjectorRecheckInterval)
 			}
 			if got := tc.want[len(tc.want)-1]; got && calls > len(tc.answers) {
 				t.Errorf("%d probes after the injector was confirmed", calls)

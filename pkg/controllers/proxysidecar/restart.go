@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 
+	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
 	"github.com/meshkeeper/istio-operator/pkg/metrics"
@@ -72,7 +73,7 @@ func (c *Controller) syncWorkload(ctx context.Context, k Key) (queue.Result, err
 	}
 	if !c.injector.serves(ctx, t) {
 		// Restarted now, its pods would get the old proxy again.
-		return queue.Result{RequeueAfter: injectorRecheck}, nil
+		return queue.Result{RequeueAfter: InjectorRecheckInterval}, nil
 	}
 	if !c.pacer.acquire(k) {
 		return queue.Result{}, nil // in line; woken when a slot frees
@@ -96,14 +97,14 @@ func (c *Controller) syncWorkload(ctx context.Context, k Key) (queue.Result, err
 			return queue.Result{}, err
 		}
 		c.metrics.Restart(string(k.Kind), metrics.RestartFailed)
-		c.recorder.Eventf(w.obj, corev1.EventTypeWarning, "ProxySidecarRestartFailed", "Restarting for the new sidecar proxy failed: %v", err)
+		c.recorder.Eventf(w.obj, corev1.EventTypeWarning, v1alpha2.ReasonProxySidecarRestartFailed, "Restarting for the new sidecar proxy failed: %v", err)
 		c.release(k)
 		return queue.Result{}, err
 	}
 	klog.FromContext(ctx).Info("Restarted workload for its sidecar proxy", "workload", k, "outdatedPods", len(stale), "reason", reason)
 	c.restartEvent(w, t, len(stale), len(pods), reason)
 	c.metrics.Restart(string(k.Kind), metrics.RestartIssued)
-	return queue.Result{RequeueAfter: workloadRecheck}, nil
+	return queue.Result{RequeueAfter: WorkloadRecheckInterval}, nil
 }
 
 // restartEvent records who restarted a workload and why, within the
@@ -111,7 +112,7 @@ func (c *Controller) syncWorkload(ctx context.Context, k Key) (queue.Result, err
 func (c *Controller) restartEvent(w *workload, t *target, stale, pods int, reason string) {
 	ok, firstOver := c.restartEvents.allow(c.clock.Now(), t.hash)
 	if ok {
-		c.recorder.Eventf(w.obj, corev1.EventTypeNormal, "ProxySidecarRestarted",
+		c.recorder.Eventf(w.obj, corev1.EventTypeNormal, v1alpha2.EventProxySidecarRestarted,
 			"istio-operator restarted %s %s: %d of %d pods run an outdated sidecar proxy (%s); the desired proxy is %s.",
 			w.key.Kind, w.key.Name, stale, pods, reason, t.proxy.Image)
 		return
@@ -121,7 +122,7 @@ func (c *Controller) restartEvent(w *workload, t *target, stale, pods int, reaso
 	}
 	if istio, err := c.istios.Istios(t.istio.Namespace).Get(t.istio.Name); err == nil {
 		b := c.restartEvents.budget
-		c.recorder.Eventf(istio, corev1.EventTypeNormal, "ProxySidecarRestartEventsLimited",
+		c.recorder.Eventf(istio, corev1.EventTypeNormal, v1alpha2.EventProxySidecarRestartEventsLimited,
 			"More than %d workloads restarted at once: further Events on restarted workloads are limited to %g per second. "+
 				"Each restarted workload records the restart in its pod-template annotations %s and %s.",
 			b.Burst, b.PerSecond, AnnotationRestartedAt, AnnotationRestartedReason)
@@ -139,7 +140,7 @@ func (c *Controller) follow(ctx context.Context, w *workload, t *target, pods, s
 	if !w.byEviction {
 		if !w.rollout.Done || len(stale) > 0 {
 			c.pacer.rolling(k)
-			return queue.Result{RequeueAfter: workloadRecheck}, nil
+			return queue.Result{RequeueAfter: WorkloadRecheckInterval}, nil
 		}
 		c.finish(k, w)
 		return queue.Result{}, nil
@@ -151,7 +152,7 @@ func (c *Controller) follow(ctx context.Context, w *workload, t *target, pods, s
 	now := c.clock.Now()
 	if r := c.refusalOf(k, t.hash); r != nil && r.blocked {
 		// Reported blocked, its slot given up: try again now and then.
-		if wait := r.lastTry.Add(evictionBlockedRetry).Sub(now); wait > 0 {
+		if wait := r.lastTry.Add(EvictionBlockedInterval).Sub(now); wait > 0 {
 			return queue.Result{RequeueAfter: wait}, nil
 		}
 	} else {
@@ -185,20 +186,20 @@ func (c *Controller) follow(ctx context.Context, w *workload, t *target, pods, s
 		if nowBlocked {
 			klog.FromContext(ctx).Info("Eviction refused by a PodDisruptionBudget for too long, reporting the workload blocked",
 				"workload", k, "pod", pod.Name, "since", r.since)
-			c.recorder.Eventf(w.obj, corev1.EventTypeWarning, reasonEvictionBlocked,
+			c.recorder.Eventf(w.obj, corev1.EventTypeWarning, v1alpha2.EventProxySidecarEvictionBlocked,
 				"Evicting pod %s to give it the new sidecar proxy %s has been refused by a PodDisruptionBudget since %s. "+
 					"The other workloads go on; the operator tries again every %v. Allow a disruption, or delete the pod yourself.",
-				pod.Name, t.proxy.Image, r.since.UTC().Format(time.RFC3339), evictionBlockedRetry)
+				pod.Name, t.proxy.Image, r.since.UTC().Format(time.RFC3339), EvictionBlockedInterval)
 			c.release(k)
 			c.loop.Add(t.istio) // the summary names it
 		}
 		if r.blocked {
-			return queue.Result{RequeueAfter: evictionBlockedRetry}, nil
+			return queue.Result{RequeueAfter: EvictionBlockedInterval}, nil
 		}
-		return queue.Result{RequeueAfter: evictionRetry}, nil
+		return queue.Result{RequeueAfter: EvictionRetryInterval}, nil
 	case apierrors.IsTooManyRequests(err):
 		// The API server's own throttling, not a budget.
-		return queue.Result{RequeueAfter: evictionRetry}, nil
+		return queue.Result{RequeueAfter: EvictionRetryInterval}, nil
 	default:
 		c.metrics.Restart(string(k.Kind), metrics.RestartFailed)
 		return queue.Result{}, fmt.Errorf("evicting pod %s/%s: %w", pod.Namespace, pod.Name, err)
@@ -220,10 +221,6 @@ func readyPods(pods []*corev1.Pod) int32 {
 	}
 	return n
 }
-
-// reasonEvictionBlocked is the Warning Event on a workload whose eviction a
-// PodDisruptionBudget refused for longer than EvictionBlockedAfter.
-const reasonEvictionBlocked = "ProxySidecarEvictionBlocked"
 
 // refusal tracks a workload whose evictions a PodDisruptionBudget refuses.
 // It lives in memory only: after an operator restart a blocked workload

@@ -3,7 +3,6 @@ package status
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -148,12 +147,4 @@ func KeysOf(istios []*v1alpha2.Istio) []cache.ObjectName {
 		keys = append(keys, cache.MetaObjectToName(i))
 	}
 	return keys
-}
-
-// Named lists the first limit names and counts the rest: "a, b and 3 more".
-func Named(names []string, limit int) string {
-	if len(names) <= limit {
-		return strings.Join(names, ", ")
-	}
-	return fmt.Sprintf("%s and %d more", strings.Join(names[:limit], ", "), len(names)-limit)
 }

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
@@ -254,4 +255,76 @@ func TestInstallWaitsForTerminatingNamespace(t *testing.T) {
 
 	release()
 	operatortest.WaitForState(t, installTimeout, ns, "default", v1alpha2.StateReady, v1alpha2.ConditionInstalled, metav1.ConditionTrue, v1alpha2.ReasonIstioInstallSucceeded)
+}
+
+// TestDependentsWaitWithoutRewritesDuringInstall: while Istio installs, the
+// installation controller writes its progress to the Installed condition
+// about once a second; the other controllers' waiting conditions follow
+// only Installed's status, reason and generation, so they are written once
+// per change of those, not once per progress step. Every write of the
+// resource is seen through a watch opened before it exists.
+func TestDependentsWaitWithoutRewritesDuringInstall(t *testing.T) {
+	cluster.InstallIstioCRD(t)
+	ns := cluster.Namespace(t, nil)
+	client := operatortest.Client(t)
+	w, err := client.OperatorV1alpha2().Istios(ns).Watch(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	operatortest.Start(t, ns)
+	operatortest.CreateIstio(t, ns, "default", v1alpha2.IstioSpec{})
+	t.Cleanup(func() { operatortest.DeleteIstio(t, installTimeout, ns, "default") })
+
+	dependents := []string{
+		v1alpha2.ConditionIngressGatewayReady, v1alpha2.ConditionIngressTargetingUserResourceFound,
+		v1alpha2.ConditionPeerAuthenticationReady, v1alpha2.ConditionProxySidecarRestartSucceeded,
+	}
+	progress := map[string]bool{}        // Installed messages while installing
+	installedStates := map[string]bool{} // Installed status, reason and generation
+	waitingWrites := map[string]int{}    // per dependent condition
+	last := map[string]string{}
+	timeout := time.After(installTimeout)
+	for done := false; !done; {
+		var ev watch.Event
+		select {
+		case ev = <-w.ResultChan():
+		case <-timeout:
+			t.Fatalf("Istio not installed within %s", installTimeout)
+		}
+		istio, ok := ev.Object.(*v1alpha2.Istio)
+		if !ok {
+			t.Fatalf("watch event %v: %v", ev.Type, ev.Object)
+		}
+		installed := meta.FindStatusCondition(istio.Status.Conditions, v1alpha2.ConditionInstalled)
+		if installed != nil {
+			installedStates[fmt.Sprintf("%s/%s/%d", installed.Status, installed.Reason, installed.ObservedGeneration)] = true
+			if installed.Reason == v1alpha2.ReasonIstioInstalling {
+				progress[installed.Message] = true
+			}
+			done = installed.Status == metav1.ConditionTrue && installed.ObservedGeneration == istio.Generation
+		}
+		for _, typ := range dependents {
+			c := meta.FindStatusCondition(istio.Status.Conditions, typ)
+			if c == nil || c.Reason != v1alpha2.ReasonWaitingForInstallation {
+				continue
+			}
+			if v := c.Message + "|" + string(c.Status); v != last[typ] {
+				last[typ] = v
+				waitingWrites[typ]++
+			}
+		}
+	}
+	t.Logf("install progress messages: %d; Installed states: %d; waiting writes: %v", len(progress), len(installedStates), waitingWrites)
+	if len(progress) < 2 {
+		t.Fatalf("the install reported %d progress messages; the check needs at least 2", len(progress))
+	}
+	for _, typ := range dependents {
+		if waitingWrites[typ] == 0 {
+			t.Errorf("%s: never reported waiting during the install", typ)
+		}
+		if waitingWrites[typ] > len(installedStates) {
+			t.Errorf("%s: waiting condition written %d times for %d states of Installed; it follows the progress messages", typ, waitingWrites[typ], len(installedStates))
+		}
+	}
 }

@@ -166,8 +166,8 @@ func TestKeepsMeshMTLSStrict(t *testing.T) {
 	if !applied {
 		t.Errorf("not server-side applied by %s: %+v", fieldManager, pa.ManagedFields)
 	}
-	if !operatortest.HasEvent(t, ns, "default", peerauthentication.EventCreated) {
-		t.Errorf("no %s Event; events: %v", peerauthentication.EventCreated, operatortest.Events(t, ns, "default"))
+	if !operatortest.HasEvent(t, ns, "default", v1alpha2.EventPeerAuthenticationCreated) {
+		t.Errorf("no %s Event; events: %v", v1alpha2.EventPeerAuthenticationCreated, operatortest.Events(t, ns, "default"))
 	}
 
 	// Resyncs with everything right write nothing.
@@ -212,8 +212,8 @@ func TestKeepsMeshMTLSStrict(t *testing.T) {
 		return err == nil && got.Spec.GetMtls().GetMode() == securityapi.PeerAuthentication_MutualTLS_STRICT, err
 	})
 	t.Logf("edited PeerAuthentication restored in %s", time.Since(start).Round(time.Millisecond))
-	if !operatortest.HasEvent(t, ns, "default", peerauthentication.EventRestored) {
-		t.Errorf("no %s Event; events: %v", peerauthentication.EventRestored, operatortest.Events(t, ns, "default"))
+	if !operatortest.HasEvent(t, ns, "default", v1alpha2.EventPeerAuthenticationRestored) {
+		t.Errorf("no %s Event; events: %v", v1alpha2.EventPeerAuthenticationRestored, operatortest.Events(t, ns, "default"))
 	}
 
 	// A user's mesh-wide PERMISSIVE policy is reported, named and left alone.

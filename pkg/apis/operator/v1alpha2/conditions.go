@@ -92,3 +92,49 @@ const (
 	ReasonPeerAuthenticationFailed   = "PeerAuthenticationFailed"
 	ReasonPeerAuthenticationWeakened = "MeshMTLSWeakened"
 )
+
+// Event reasons besides the condition reasons (a condition that turns to a
+// Warning or Error is also recorded as an Event with its reason). Events
+// are recorded on the Istio resource unless said otherwise; each reason has
+// one owner. docs/conditions.md lists them for users.
+
+// Events of the installation controller. An install, upgrade or
+// reconfiguration records Started, then Succeeded or Failed; a repair of
+// drifted objects records only Succeeded or Failed.
+const (
+	EventInstallStarted        = "InstallStarted"
+	EventInstallSucceeded      = "InstallSucceeded"
+	EventInstallFailed         = "InstallFailed"
+	EventUpgradeStarted        = "UpgradeStarted"
+	EventUpgradeSucceeded      = "UpgradeSucceeded"
+	EventUpgradeFailed         = "UpgradeFailed"
+	EventUpdateStarted         = "UpdateStarted"
+	EventUpdateSucceeded       = "UpdateSucceeded"
+	EventUpdateFailed          = "UpdateFailed"
+	EventRepairSucceeded       = "RepairSucceeded"
+	EventRepairFailed          = "RepairFailed"
+	EventUninstallSkipped      = "UninstallSkipped"
+	EventDeletingUserResources = "DeletingUserResources"
+	EventUninstallStarted      = "UninstallStarted"
+	EventUninstallSucceeded    = "UninstallSucceeded"
+	EventUninstallFailed       = "UninstallFailed"
+	EventNamespaceKept         = "NamespaceKept"
+)
+
+// Events of the proxy sidecar controller. Restarted and EvictionBlocked are
+// recorded on the workload, as is a workload's RestartFailed (the condition
+// reason); RestartEventsLimited on the Istio resource.
+const (
+	EventProxySidecarRestarted            = "ProxySidecarRestarted"
+	EventProxySidecarEvictionBlocked      = "ProxySidecarEvictionBlocked"
+	EventProxySidecarRestartEventsLimited = "ProxySidecarRestartEventsLimited"
+)
+
+// Events of the ingress gateway controller.
+const EventIngressGatewayRestarted = "IngressGatewayRestarted"
+
+// Events of the PeerAuthentication controller.
+const (
+	EventPeerAuthenticationCreated  = "PeerAuthenticationCreated"
+	EventPeerAuthenticationRestored = "PeerAuthenticationRestored"
+)
