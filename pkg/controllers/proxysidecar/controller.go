@@ -135,6 +135,7 @@ type Controller struct {
 	desired      map[types.UID]desiredAt // DesiredProxy per resource and generation
 	lastProgress map[Key]time.Time       // last condition write per resource
 	refusals     map[Key]*refusal        // evictions a PodDisruptionBudget refuses
+	lastEvicted  map[Key]types.UID       // the pod last evicted per workload
 }
 
 type desiredAt struct {
@@ -193,6 +194,7 @@ func New(_ context.Context, d *controller.Deps) (controller.Controller, error) {
 		desired:       map[types.UID]desiredAt{},
 		lastProgress:  map[Key]time.Time{},
 		refusals:      map[Key]*refusal{},
+		lastEvicted:   map[Key]types.UID{},
 	}
 	c.loop = queue.New(queue.Config[Key]{Name: Name, Clock: d.Clock}, c.sync)
 

@@ -184,6 +184,43 @@ func TestEvictionPath(t *testing.T) {
 	}
 }
 
+// The cache can lag behind the controller's own eviction: the evicted pod
+// is still there, neither terminating nor gone, and the workload's status
+// still counts it ready. No second pod goes until the cache has seen the
+// first one go; pods created in the same second go in name order.
+func TestEvictionWaitsForTheCacheToSeeItsPodGo(t *testing.T) {
+	f := newFixture(t, v1alpha2.RestartPacing{})
+	k := Key{Kind: KindDaemonSet, Namespace: "ns", Name: "w"}
+	created := f.clock.Now().Add(-time.Hour)
+	f.pod("b", string(KindDaemonSet), "w", f.old, created)
+	f.pod("a", string(KindDaemonSet), "w", f.old, created)
+	f.setWorkload(KindDaemonSet, "w", true, replicas, f.restartedNow())
+
+	f.sync(k)
+	if _, evicted := f.counts(); !reflect.DeepEqual(evicted, []string{"a"}) {
+		t.Fatalf("evictions %v, want a alone", evicted)
+	}
+	for i := range 3 {
+		if res := f.sync(k); res.RequeueAfter != RollingInterval {
+			t.Errorf("sync %d with the cache behind: requeue after %v, want %v", i, res.RequeueAfter, RollingInterval)
+		}
+	}
+	if _, evicted := f.counts(); len(evicted) != 1 {
+		t.Fatalf("evictions %v before the cache saw a go, want a alone", evicted)
+	}
+
+	// The cache catches up: a is gone and its replacement ready.
+	a, _, _ := f.pods.GetByKey("ns/a")
+	if err := f.pods.Delete(a); err != nil {
+		t.Fatal(err)
+	}
+	f.pod("a2", string(KindDaemonSet), "w", f.want, f.clock.Now())
+	f.sync(k)
+	if _, evicted := f.counts(); !reflect.DeepEqual(evicted, []string{"a", "b"}) {
+		t.Fatalf("evictions %v, want b once a was gone and replaced", evicted)
+	}
+}
+
 // An eviction a PodDisruptionBudget keeps refusing is retried every
 // EvictionRetryInterval while it holds its slot; after EvictionBlockedAfter the
 // workload is reported blocked (named in the count, a Warning Event on it),

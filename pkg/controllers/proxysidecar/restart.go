@@ -33,7 +33,7 @@ func (c *Controller) syncWorkload(ctx context.Context, k Key) (queue.Result, err
 		return queue.Result{}, err
 	}
 	if w == nil {
-		c.forgetRefusal(k)
+		c.forgetEvictions(k)
 		c.release(k)
 		return queue.Result{}, nil
 	}
@@ -46,7 +46,7 @@ func (c *Controller) syncWorkload(ctx context.Context, k Key) (queue.Result, err
 		return queue.Result{}, nil
 	}
 	if c.excluded(w) || c.deleting(w) {
-		c.forgetRefusal(k)
+		c.forgetEvictions(k)
 		c.release(k)
 		return queue.Result{}, nil
 	}
@@ -159,7 +159,9 @@ func (c *Controller) follow(ctx context.Context, w *workload, t *target, pods, s
 		c.pacer.rolling(k)
 	}
 	for _, pod := range pods {
-		if pod.DeletionTimestamp != nil {
+		if pod.DeletionTimestamp != nil || c.evictedEarlier(k, pod) {
+			// Going, or evicted and the cache has not seen it go yet: a
+			// second eviction now would take two pods at once.
 			return queue.Result{RequeueAfter: RollingInterval}, nil
 		}
 	}
@@ -169,7 +171,13 @@ func (c *Controller) follow(ctx context.Context, w *workload, t *target, pods, s
 		return queue.Result{RequeueAfter: RollingInterval}, nil
 	}
 	// Oldest first, one at a time: the next goes once the replacement is ready.
-	sort.Slice(stale, func(i, j int) bool { return stale[i].CreationTimestamp.Before(&stale[j].CreationTimestamp) })
+	sort.Slice(stale, func(i, j int) bool {
+		a, b := stale[i].CreationTimestamp, stale[j].CreationTimestamp
+		if a.Equal(&b) {
+			return stale[i].Name < stale[j].Name
+		}
+		return a.Before(&b)
+	})
 	pod := stale[0]
 	err := c.kube.PolicyV1().Evictions(pod.Namespace).Evict(ctx, &policyv1.Eviction{
 		ObjectMeta:    metav1.ObjectMeta{Name: pod.Name, Namespace: pod.Namespace},
@@ -178,7 +186,7 @@ func (c *Controller) follow(ctx context.Context, w *workload, t *target, pods, s
 	switch {
 	case err == nil, apierrors.IsNotFound(err), apierrors.IsConflict(err):
 		klog.FromContext(ctx).V(2).Info("Evicted pod for its sidecar proxy", "workload", k, "pod", pod.Name)
-		c.forgetRefusal(k)
+		c.evicted(k, pod.UID)
 		return queue.Result{RequeueAfter: RollingInterval}, nil
 	case apierrors.IsTooManyRequests(err) && apierrors.HasStatusCause(err, policyv1.DisruptionBudgetCause):
 		// A PodDisruptionBudget says not now.
@@ -265,10 +273,30 @@ func (c *Controller) refusalOf(k Key, hash string) *refusal {
 	return nil
 }
 
-func (c *Controller) forgetRefusal(k Key) {
+// evicted records that pod uid of k was evicted: a successful eviction ends
+// any refusal, and the next eviction waits until the cache has seen the pod
+// go.
+func (c *Controller) evicted(k Key, uid types.UID) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.refusals, k)
+	c.lastEvicted[k] = uid
+}
+
+// evictedEarlier reports whether pod is k's last evicted pod, still in the
+// cache without its deletion.
+func (c *Controller) evictedEarlier(k Key, pod *corev1.Pod) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastEvicted[k] == pod.UID
+}
+
+// forgetEvictions drops what is remembered of k's evictions.
+func (c *Controller) forgetEvictions(k Key) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.refusals, k)
+	delete(c.lastEvicted, k)
 }
 
 // evictionBlocked says why a workload restarted for the target is blocked
@@ -324,7 +352,7 @@ func (c *Controller) markRestarted(ctx context.Context, w *workload, hash, reaso
 
 // finish records a completed restart and hands its slot on.
 func (c *Controller) finish(k Key, w *workload) {
-	c.forgetRefusal(k)
+	c.forgetEvictions(k)
 	if c.pacer.waiting(k) {
 		if at := w.restartedAt(); !at.IsZero() {
 			c.metrics.Restarted(string(k.Kind), c.clock.Since(at))
