@@ -2,10 +2,14 @@ package istioclient
 
 import (
 	"errors"
+	"io/fs"
 	"reflect"
+	"regexp"
+	"sort"
 	"strings"
 	"testing"
 
+	"istio.io/istio/manifests"
 	"istio.io/istio/operator/pkg/component"
 	"istio.io/istio/operator/pkg/manifest"
 
@@ -13,11 +17,19 @@ import (
 )
 
 // Render takes the base chart's CRDs as they are and relabels them; the
-// result must be what Istio's own rendering gives, for every spec the
-// field cases cover.
+// result must be what Istio's own rendering gives. The CRD template reads
+// no value of the spec but the three TestCRDTemplateInputs names, so a few
+// specs stand for all: the default, one that changes global and mesh
+// values, one that changes component settings, and one with an optional
+// component enabled.
 func TestRenderFastCRDs(t *testing.T) {
+	cases := fieldCases()
 	specs := map[string]v1alpha2.IstioSpec{"default": {}}
-	for name, tc := range fieldCases() {
+	for _, name := range []string{"compatibilityMode", "trustDomain", "pilot resources", "egressGateway enabled"} {
+		tc, ok := cases[name]
+		if !ok {
+			t.Fatalf("no field case %q", name)
+		}
 		specs[name] = tc.spec
 	}
 	for name, spec := range specs {
@@ -57,6 +69,58 @@ func TestRenderFastCRDs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The fast path's premise: the base chart's CRD template depends on the
+// chart and the release alone, and on three values, each of which
+// crdLabelsReplaceable or the chart itself handles (resourceScope wraps
+// both of the template's branches). A new Istio whose template reads more
+// fails here, before the fast path can silently differ.
+func TestCRDTemplateInputs(t *testing.T) {
+	charts := manifests.BuiltinOrDir("")
+	read := func(path string) string {
+		data, err := fs.ReadFile(charts, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	crds := read("charts/base/templates/crds.yaml")
+	got := map[string]bool{}
+	for _, m := range valuesRef.FindAllString(crds, -1) {
+		got[m] = true
+	}
+	want := map[string]bool{".Values.global.resourceScope": true, ".Values.base.enableCRDTemplates": true, ".Values.base.excludedCRDs": true}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("the base chart's CRD template reads %v, want only %v", keys(got), keys(want))
+	}
+	if inc := includeRef.FindAllStringSubmatch(crds, -1); len(inc) != 1 || inc[0][1] != "istio.labels" {
+		t.Errorf("the CRD template includes %v, want istio.labels alone", inc)
+	}
+	profile := read("charts/base/templates/zzz_profile.yaml")
+	start := strings.Index(profile, `{{- define "istio.labels" -}}`)
+	if start < 0 {
+		t.Fatal("the base chart defines no istio.labels")
+	}
+	labels := profile[start:]
+	labels = labels[:strings.Index(labels, "{{- end -}}")]
+	if refs := valuesRef.FindAllString(labels, -1); len(refs) != 0 {
+		t.Errorf("istio.labels reads values %v; baseChartLabels reproduces it from the chart and release alone", refs)
+	}
+}
+
+var (
+	valuesRef  = regexp.MustCompile(`\.Values(\.[A-Za-z0-9_]+)+`)
+	includeRef = regexp.MustCompile(`include "([^"]+)"`)
+)
+
+func keys(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // The fast path is only for what it reproduces: a spec that sets the CRD
