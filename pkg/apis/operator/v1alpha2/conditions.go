@@ -37,29 +37,25 @@ const (
 )
 
 // Reasons of the Ready condition and the Installed condition. Owner:
-// installation controller. Names follow Kyma where Kyma has one.
+// installation controller. Names follow Kyma where Kyma has one; Kyma's
+// reasons for states this operator does not have (ReconcileUnknown,
+// ReconcileFailed, OldestCRNotFound, ComponentNotReady, the
+// CustomResourcesReconcile pair) are not declared.
 const (
-	ReasonReconcileSucceeded                = "ReconcileSucceeded"
-	ReasonReconcileUnknown                  = "ReconcileUnknown"
-	ReasonReconcileFailed                   = "ReconcileFailed"
-	ReasonValidationFailed                  = "ValidationFailed"
-	ReasonOlderCRExists                     = "OlderCRExists"
-	ReasonOldestCRNotFound                  = "OldestCRNotFound"
-	ReasonWrongNamespace                    = "WrongNamespace"
-	ReasonIstioInstalling                   = "IstioInstalling"
-	ReasonIstioInstallSucceeded             = "IstioInstallSucceeded"
-	ReasonIstioUninstallSucceeded           = "IstioUninstallSucceeded"
-	ReasonIstioInstallUninstallFailed       = "IstioInstallUninstallFailed"
-	ReasonIstioCustomResourceMisconfigured  = "IstioCustomResourceMisconfigured"
-	ReasonIstioCustomResourcesDangling      = "IstioCustomResourcesDangling"
-	ReasonIstioVersionUpdateNotAllowed      = "IstioVersionUpdateNotAllowed"
-	ReasonForeignIstioFound                 = "ForeignIstioFound"
-	ReasonIstioUninstalling                 = "IstioUninstalling"
-	ReasonExperimentalFeatureNotAvailable   = "ExperimentalFeatureNotAvailable"
-	ReasonComponentNotReady                 = "ComponentNotReady"
-	ReasonWaitingForDependency              = "WaitingForDependency"
-	ReasonCustomResourcesReconcileSucceeded = "CustomResourcesReconcileSucceeded"
-	ReasonCustomResourcesReconcileFailed    = "CustomResourcesReconcileFailed"
+	ReasonReconcileSucceeded               = "ReconcileSucceeded"
+	ReasonValidationFailed                 = "ValidationFailed"
+	ReasonOlderCRExists                    = "OlderCRExists"
+	ReasonWrongNamespace                   = "WrongNamespace"
+	ReasonIstioInstalling                  = "IstioInstalling"
+	ReasonIstioInstallSucceeded            = "IstioInstallSucceeded"
+	ReasonIstioInstallUninstallFailed      = "IstioInstallUninstallFailed"
+	ReasonIstioCustomResourceMisconfigured = "IstioCustomResourceMisconfigured"
+	ReasonIstioCustomResourcesDangling     = "IstioCustomResourcesDangling"
+	ReasonIstioVersionUpdateNotAllowed     = "IstioVersionUpdateNotAllowed"
+	ReasonForeignIstioFound                = "ForeignIstioFound"
+	ReasonIstioUninstalling                = "IstioUninstalling"
+	ReasonExperimentalFeatureNotAvailable  = "ExperimentalFeatureNotAvailable"
+	ReasonWaitingForDependency             = "WaitingForDependency"
 )
 
 // ReasonWaitingForInstallation is the reason of the proxy sidecar, ingress
