@@ -433,11 +433,15 @@ func checkNamespaceUntouched(t *testing.T) {
 }
 
 // checkServiceMonitorOverlay checks that the overlay is the base plus a
-// ServiceMonitor that selects the metrics Service and its port.
+// ServiceMonitor that selects the metrics Service and its port, and the
+// PrometheusRule of the operator's alerts.
 func checkServiceMonitorOverlay(t *testing.T) {
 	objs := render(t, "deploy/overlays/servicemonitor")
-	if base := render(t, "deploy/base"); len(objs) != len(base)+1 {
-		t.Errorf("the overlay renders %d objects, want the base's %d and a ServiceMonitor", len(objs), len(base))
+	if base := render(t, "deploy/base"); len(objs) != len(base)+2 {
+		t.Errorf("the overlay renders %d objects, want the base's %d, a ServiceMonitor and a PrometheusRule", len(objs), len(base))
+	}
+	if find(objs, "PrometheusRule", "istio-operator") == nil {
+		t.Error("the overlay renders no PrometheusRule istio-operator")
 	}
 	sm := find(objs, "ServiceMonitor", "istio-operator")
 	svc := find(objs, "Service", "istio-operator-metrics")
