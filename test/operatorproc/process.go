@@ -37,11 +37,18 @@ type Process struct {
 
 // Build compiles the operator into out, as `make build` does.
 func Build(ctx context.Context, root, out string) error {
+	return BuildAs(ctx, root, out, GitCommit(root))
+}
+
+// BuildAs compiles the operator into out stamped with commit: a build of
+// another version of the operator, as far as its version output and logs
+// tell.
+func BuildAs(ctx context.Context, root, out, commit string) error {
 	goTool := os.Getenv("GO")
 	if goTool == "" {
 		goTool = "go"
 	}
-	ldflags := "-X main.commit=" + GitCommit(root)
+	ldflags := "-X main.commit=" + commit
 	cmd := exec.CommandContext(ctx, goTool, "build", "-ldflags", ldflags, "-o", out, "./cmd/istio-operator")
 	cmd.Dir = root
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
