@@ -93,13 +93,19 @@ func TestKillDuringInstall(t *testing.T) {
 	e.waitCondition(t, v1alpha2.ConditionReady, created.Generation, installTimeout, op)
 	t.Logf("Istio installed: Ready=True %s after the last restart, %s after the resource was created",
 		since(restarted), since(created.CreationTimestamp.Time))
-	e.checkIstioNotRolled(t)
+	// The install is the only writer of a fresh cluster's Istio: its spec
+	// must not have changed at all.
+	for _, c := range e.checkIstioNotRolled(t) {
+		t.Errorf("%s: the repeated installs changed it", c)
+	}
 }
 
 // checkIstioNotRolled checks that each of Istio's Deployments has one
-// ReplicaSet and has not changed since it was created: the installs the
-// kills cut short applied the same objects again, which changes nothing.
-func (e *env) checkIstioNotRolled(t *testing.T) {
+// ReplicaSet and is at its first revision: its pod template never changed,
+// so the installs cut short restarted none of Istio's pods. It returns the
+// Deployments whose spec changed otherwise (generation above 1), with who
+// wrote them, for the caller to judge.
+func (e *env) checkIstioNotRolled(t *testing.T) []string {
 	t.Helper()
 	ds, err := e.cs.AppsV1().Deployments("istio-system").List(t.Context(), metav1.ListOptions{})
 	if err != nil {
@@ -118,11 +124,20 @@ func (e *env) checkIstioNotRolled(t *testing.T) {
 	if len(ds.Items) == 0 {
 		t.Fatal("no Deployment in istio-system")
 	}
+	var changed []string
 	for _, d := range ds.Items {
-		if d.Generation != 1 || owned[d.Name] != 1 {
-			t.Errorf("Deployment istio-system/%s was changed after it was created: generation %d, %d ReplicaSets", d.Name, d.Generation, owned[d.Name])
+		if revision := d.Annotations["deployment.kubernetes.io/revision"]; owned[d.Name] != 1 || revision != "1" {
+			t.Errorf("Deployment istio-system/%s was rolled after it was created: revision %q, %d ReplicaSets", d.Name, revision, owned[d.Name])
+		}
+		if d.Generation != 1 {
+			var writers []string
+			for _, m := range d.ManagedFields {
+				writers = append(writers, fmt.Sprintf("%s %s %s at %s", m.Manager, m.Operation, m.Subresource, m.Time))
+			}
+			changed = append(changed, fmt.Sprintf("Deployment istio-system/%s at generation %d, written by %v", d.Name, d.Generation, writers))
 		}
 	}
+	return changed
 }
 
 // TestKillDuringRestartWave kills the operator with SIGKILL ten times
