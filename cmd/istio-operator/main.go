@@ -12,10 +12,12 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
 	"go.uber.org/zap"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/klog/v2"
 
 	"github.com/meshkeeper/istio-operator/pkg/controllers/installation"
@@ -49,6 +51,17 @@ func run(args []string) int {
 	var showVersion bool
 	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "Path to a kubeconfig. Default: in-cluster configuration, or $KUBECONFIG.")
 	fs.StringVar(&o.Namespace, "namespace", "kyma-system", "Namespace of the Istio resource the operator serves; resources elsewhere are reported as errors.")
+	fs.Func("platform-namespaces", "Comma-separated namespaces of the platform's own workloads besides --namespace: their sidecars are restarted first, and a blocked restart among them is an Error, where a customer workload's is a Warning.", func(v string) error {
+		for _, ns := range strings.Split(v, ",") {
+			if ns = strings.TrimSpace(ns); ns != "" {
+				if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+					return fmt.Errorf("namespace %q: %s", ns, strings.Join(errs, "; "))
+				}
+				o.PlatformNamespaces = append(o.PlatformNamespaces, ns)
+			}
+		}
+		return nil
+	})
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "Address of the Prometheus /metrics endpoint; 0 disables it.")
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints; 0 disables it.")
 	fs.BoolVar(&o.Profiling, "enable-profiling", false, "Serve Go's profiler under /debug/pprof/ on the metrics address.")

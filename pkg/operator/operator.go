@@ -51,8 +51,11 @@ func init() {
 
 // Options configure the process.
 type Options struct {
-	Kubeconfig         string
-	Namespace          string
+	Kubeconfig string
+	Namespace  string
+	// PlatformNamespaces hold the platform's own workloads besides
+	// Namespace (controller.Deps.PlatformNamespaces).
+	PlatformNamespaces []string
 	MetricsBindAddress string
 	// Profiling serves Go's /debug/pprof on the metrics address.
 	Profiling              bool
@@ -209,10 +212,11 @@ func runControllers(ctx context.Context, o Options, cfg *rest.Config, kube kuber
 	defer broadcaster.Shutdown()
 
 	d := &controller.Deps{
-		Namespace:      o.Namespace,
-		RESTConfig:     cfg,
-		KubeClient:     kube,
-		OperatorClient: opClient,
+		Namespace:          o.Namespace,
+		PlatformNamespaces: o.PlatformNamespaces,
+		RESTConfig:         cfg,
+		KubeClient:         kube,
+		OperatorClient:     opClient,
 		// Istio resources are read cluster-wide: the operator must see, and
 		// report, resources created outside its namespace.
 		OperatorInformers: istioinformers.NewSharedInformerFactory(opClient, o.ResyncPeriod),

@@ -40,8 +40,13 @@ type Constructor func(ctx context.Context, d *Deps) (Controller, error)
 // Deps are what controllers share: clients, informer factories, the clock
 // and event recorders. One informer per resource type serves all of them.
 type Deps struct {
-	// Namespace is where the operator serves Istio resources.
+	// Namespace is where the operator serves Istio resources. Its workloads
+	// are the platform's own.
 	Namespace string
+	// PlatformNamespaces hold more of the platform's own workloads: restarted
+	// first, and a blocked restart among them is an Error, where a customer
+	// workload's is a Warning.
+	PlatformNamespaces []string
 
 	RESTConfig     *rest.Config
 	KubeClient     kubernetes.Interface

@@ -123,7 +123,7 @@ type dependent struct {
 var dependents = map[string]dependent{
 	v1alpha2.ConditionProxySidecarRestartSucceeded: {
 		healthy:  metav1.ConditionTrue,
-		warnings: []string{v1alpha2.ReasonProxySidecarManualRestartRequired},
+		warnings: []string{v1alpha2.ReasonProxySidecarManualRestartRequired, v1alpha2.ReasonProxySidecarRestartPartiallySucceeded},
 		errors:   []string{v1alpha2.ReasonProxySidecarRestartFailed},
 	},
 	v1alpha2.ConditionIngressGatewayReady: {

@@ -66,9 +66,13 @@ func TestSummarize(t *testing.T) {
 			conds:     []metav1.Condition{cond(v1alpha2.ConditionPeerAuthenticationReady, metav1.ConditionTrue, v1alpha2.ReasonPeerAuthenticationApplied, 1)},
 			wantState: v1alpha2.StateProcessing, wantReason: v1alpha2.ReasonWaitingForDependency, wantInMsg: "not yet observed generation 2",
 		},
-		"failed restart is an error": {
+		"a platform workload's failed restart is an error": {
 			conds:     []metav1.Condition{cond(v1alpha2.ConditionProxySidecarRestartSucceeded, metav1.ConditionFalse, v1alpha2.ReasonProxySidecarRestartFailed, 2)},
 			wantState: v1alpha2.StateError, wantReason: v1alpha2.ReasonWaitingForDependency, wantInMsg: "ProxySidecarRestartSucceeded: ProxySidecarRestartFailed message",
+		},
+		"a customer workload's failed restart is a warning": {
+			conds:     []metav1.Condition{cond(v1alpha2.ConditionProxySidecarRestartSucceeded, metav1.ConditionFalse, v1alpha2.ReasonProxySidecarRestartPartiallySucceeded, 2)},
+			wantState: v1alpha2.StateWarning, wantReason: v1alpha2.ReasonWaitingForDependency, wantInMsg: "ProxySidecarRestartSucceeded: ProxySidecarRestartPartiallySucceeded message",
 		},
 		"gateway restart in progress": {
 			conds:     []metav1.Condition{cond(v1alpha2.ConditionIngressGatewayReady, metav1.ConditionFalse, v1alpha2.ReasonIngressGatewayRestartInProgress, 2)},

@@ -100,8 +100,6 @@ const (
 	// InjectorRecheckInterval is how soon a workload waiting for the
 	// injector to serve the target proxy is looked at again.
 	InjectorRecheckInterval = time.Second
-	// kymaNamespace holds Kyma's own workloads, restarted first.
-	kymaNamespace = "kyma-system"
 )
 
 // Controller is the proxy sidecar controller.
@@ -130,6 +128,8 @@ type Controller struct {
 	target   atomic.Pointer[target]
 
 	restartEvents *restartEvents
+	// platform are the namespaces of the platform's own workloads.
+	platform map[string]bool
 
 	mu           sync.Mutex
 	desired      map[types.UID]desiredAt // DesiredProxy per resource and generation
@@ -191,6 +191,7 @@ func New(_ context.Context, d *controller.Deps) (controller.Controller, error) {
 			return d.KubeClient.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		}, d.Clock),
 		restartEvents: newRestartEvents(d.RestartEvents),
+		platform:      platformNamespaces(d.Namespace, d.PlatformNamespaces),
 		desired:       map[types.UID]desiredAt{},
 		lastProgress:  map[Key]time.Time{},
 		refusals:      map[Key]*refusal{},
@@ -285,4 +286,16 @@ func indexInjected(obj any) ([]string, error) {
 		return []string{"true"}, nil
 	}
 	return nil, nil
+}
+
+// platformNamespaces is the set of the operator's namespace and the others
+// named.
+func platformNamespaces(own string, more []string) map[string]bool {
+	set := map[string]bool{own: true}
+	for _, ns := range more {
+		if ns != "" {
+			set[ns] = true
+		}
+	}
+	return set
 }

@@ -291,8 +291,8 @@ func TestEvictionBlockedByBudget(t *testing.T) {
 		t.Errorf("count: rolling %v; a blocked workload must not take its slot back", n.rolling)
 	}
 	cond, _ := n.condition(tg)
-	if cond.Reason != v1alpha2.ReasonProxySidecarRestartFailed || !strings.Contains(cond.Message, "ns/db (eviction of pod") {
-		t.Errorf("condition %s: %s; want RestartFailed naming db", cond.Reason, cond.Message)
+	if cond.Reason != v1alpha2.ReasonProxySidecarRestartPartiallySucceeded || !strings.Contains(cond.Message, "ns/db (eviction of pod") {
+		t.Errorf("condition %s: %s; want RestartPartiallySucceeded naming db", cond.Reason, cond.Message)
 	}
 	again, _ := f.c.count(tg).condition(tg)
 	if again.Message != cond.Message {

@@ -115,6 +115,7 @@ func newFixture(t *testing.T, pacing v1alpha2.RestartPacing) *fixture {
 		restartEvents: newRestartEvents(controller.EventBudget{}),
 		lastProgress:  map[Key]time.Time{}, refusals: map[Key]*refusal{},
 		lastEvicted: map[Key]types.UID{},
+		platform:    platformNamespaces("kyma-system", nil),
 	}
 	// The loop records the keys the controller enqueues instead of syncing them.
 	c.loop = queue.New(queue.Config[Key]{Name: Name + "-test", Clock: f.clock}, func(_ context.Context, k Key) (queue.Result, error) {

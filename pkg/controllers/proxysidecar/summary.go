@@ -56,7 +56,7 @@ func (c *Controller) syncSummary(ctx context.Context, k Key) (queue.Result, erro
 	}
 	c.metrics.Summary(n.outdatedPods, map[string]int{
 		metrics.WorkloadWaiting: len(n.waiting), metrics.WorkloadRolling: len(n.rolling),
-		metrics.WorkloadBlocked: len(n.blocked), metrics.WorkloadManual: len(n.manual),
+		metrics.WorkloadBlocked: len(n.blocked) + len(n.platformBlocked), metrics.WorkloadManual: len(n.manual),
 	})
 
 	cond, after := n.condition(t)
@@ -72,7 +72,8 @@ func (c *Controller) syncSummary(ctx context.Context, k Key) (queue.Result, erro
 	}
 	if wrote && (prev == nil || prev.Reason != cond.Reason) {
 		switch cond.Reason {
-		case v1alpha2.ReasonProxySidecarManualRestartRequired, v1alpha2.ReasonProxySidecarRestartFailed:
+		case v1alpha2.ReasonProxySidecarManualRestartRequired, v1alpha2.ReasonProxySidecarRestartFailed,
+			v1alpha2.ReasonProxySidecarRestartPartiallySucceeded:
 			c.recorder.Event(cached, corev1.EventTypeWarning, cond.Reason, cond.Message)
 		case v1alpha2.ReasonProxySidecarRestartSucceeded:
 			if prev != nil {
@@ -132,10 +133,13 @@ type census struct {
 	rolling      []Key    // restarted for the target, rolling out
 	waiting      []Key    // outdated, not yet restarted
 	blocked      []string // "namespace/name (why)": paused, stuck, still outdated after the restart
-	manual       []string // "namespace/name" of pods nothing can restart
-	excluded     int
-	// toStart are the waiting workloads the pacer does not know yet, Kyma's
-	// namespace first.
+	// platformBlocked are the blocked workloads of the platform's own
+	// namespaces: an Error, where a customer's is a Warning.
+	platformBlocked []string
+	manual          []string // "namespace/name" of pods nothing can restart
+	excluded        int
+	// toStart are the waiting workloads the pacer does not know yet, the
+	// platform's first.
 	toStart []Key
 }
 
@@ -215,7 +219,7 @@ func (c *Controller) count(t *target) *census {
 			}
 			switch {
 			case why != "":
-				n.blocked = append(n.blocked, fmt.Sprintf("%s/%s (%s)", k.Namespace, k.Name, why))
+				n.block(k, why, c.platform[k.Namespace])
 			case len(g.stale) == 0 && (w.byEviction || w.rollout.Done):
 				n.restarted++
 				if c.pacer.waiting(k) {
@@ -231,19 +235,20 @@ func (c *Controller) count(t *target) *census {
 			continue
 		}
 		if why := blockedBefore(w); why != "" {
-			n.blocked = append(n.blocked, fmt.Sprintf("%s/%s (%s)", k.Namespace, k.Name, why))
+			n.block(k, why, c.platform[k.Namespace])
 			continue
 		}
 		n.waiting = append(n.waiting, k)
 	}
 
-	sort.Slice(n.waiting, func(i, j int) bool { return kymaFirst(n.waiting[i], n.waiting[j]) })
+	sort.Slice(n.waiting, func(i, j int) bool { return c.platformFirst(n.waiting[i], n.waiting[j]) })
 	for _, k := range n.waiting {
 		if !c.pacer.waiting(k) {
 			n.toStart = append(n.toStart, k)
 		}
 	}
 	sort.Strings(n.blocked)
+	sort.Strings(n.platformBlocked)
 	sort.Strings(n.manual)
 	return n
 }
@@ -303,8 +308,20 @@ func describe(owner Key, pod *corev1.Pod) string {
 	return fmt.Sprintf("%s/%s (%s %s)", pod.Namespace, pod.Name, owner.Kind, owner.Name)
 }
 
-func kymaFirst(a, b Key) bool {
-	if ak, bk := a.Namespace == kymaNamespace, b.Namespace == kymaNamespace; ak != bk {
+// block records a workload that cannot be restarted now, and why.
+func (n *census) block(k Key, why string, platform bool) {
+	entry := fmt.Sprintf("%s/%s (%s)", k.Namespace, k.Name, why)
+	if platform {
+		n.platformBlocked = append(n.platformBlocked, entry)
+		return
+	}
+	n.blocked = append(n.blocked, entry)
+}
+
+// platformFirst orders the platform's own workloads before the customers',
+// then by namespace and name.
+func (c *Controller) platformFirst(a, b Key) bool {
+	if ak, bk := c.platform[a.Namespace], c.platform[b.Namespace]; ak != bk {
 		return ak
 	}
 	if a.Namespace != b.Namespace {
@@ -317,12 +334,15 @@ func kymaFirst(a, b Key) bool {
 // and when to count again.
 func (n *census) condition(t *target) (status.Condition, time.Duration) {
 	cond := status.Condition{Type: v1alpha2.ConditionProxySidecarRestartSucceeded}
-	total := n.restarted + len(n.rolling) + len(n.waiting) + len(n.blocked)
+	total := n.restarted + len(n.rolling) + len(n.waiting) + len(n.blocked) + len(n.platformBlocked)
 	progress := fmt.Sprintf("%d of %d workloads restarted, %d waiting, %d need manual restart",
 		n.restarted, total, len(n.waiting), len(n.manual))
 	var extra []string
 	if len(n.rolling) > 0 {
 		extra = append(extra, fmt.Sprintf("%d rolling out", len(n.rolling)))
+	}
+	if len(n.platformBlocked) > 0 {
+		extra = append(extra, "platform workloads blocked: "+named(n.platformBlocked))
 	}
 	if len(n.blocked) > 0 {
 		extra = append(extra, "blocked: "+named(n.blocked))
@@ -338,9 +358,14 @@ func (n *census) condition(t *target) (status.Condition, time.Duration) {
 		cond.Status, cond.Reason = metav1.ConditionFalse, v1alpha2.ReasonProxySidecarRestartInProgress
 		cond.Message = fmt.Sprintf("Restarting workloads onto proxy %s: %s.", t.proxy.Image, progress)
 		return cond, RollingInterval
-	case len(n.blocked) > 0:
+	case len(n.platformBlocked) > 0:
 		cond.Status, cond.Reason = metav1.ConditionFalse, v1alpha2.ReasonProxySidecarRestartFailed
-		cond.Message = fmt.Sprintf("Some workloads cannot be restarted onto proxy %s: %s. Resolve what blocks them; the operator then restarts them.",
+		cond.Message = fmt.Sprintf("Workloads of the platform's own namespaces cannot be restarted onto proxy %s: %s. Resolve what blocks them; the operator then restarts them.",
+			t.proxy.Image, progress)
+		return cond, AttentionInterval
+	case len(n.blocked) > 0:
+		cond.Status, cond.Reason = metav1.ConditionFalse, v1alpha2.ReasonProxySidecarRestartPartiallySucceeded
+		cond.Message = fmt.Sprintf("Some customer workloads cannot be restarted onto proxy %s: %s. Resolve what blocks them; the operator then restarts them.",
 			t.proxy.Image, progress)
 		return cond, AttentionInterval
 	case len(n.manual) > 0:

@@ -164,9 +164,22 @@ func TestSummaryConditions(t *testing.T) {
 				f.deploy("ns", "current", nil, f.want)
 			},
 			status: metav1.ConditionFalse,
-			reason: v1alpha2.ReasonProxySidecarRestartFailed,
-			message: "Some workloads cannot be restarted onto proxy " + img + ": 0 of 1 workloads restarted, 0 waiting, 0 need manual restart " +
+			reason: v1alpha2.ReasonProxySidecarRestartPartiallySucceeded,
+			message: "Some customer workloads cannot be restarted onto proxy " + img + ": 0 of 1 workloads restarted, 0 waiting, 0 need manual restart " +
 				"(blocked: ns/paused (paused: resume it to restart its proxies)). Resolve what blocks them; the operator then restarts them.",
+			after:  AttentionInterval,
+			events: []string{"Warning " + v1alpha2.ReasonProxySidecarRestartPartiallySucceeded},
+		},
+		"a blocked workload in the operator's namespace": {
+			mesh: func(f *fixture) {
+				f.deploy("kyma-system", "paused", func(d *appsv1.Deployment) { d.Spec.Paused = true }, f.old)
+				f.deploy("ns", "held", func(d *appsv1.Deployment) { d.Spec.Paused = true }, f.old)
+			},
+			status: metav1.ConditionFalse,
+			reason: v1alpha2.ReasonProxySidecarRestartFailed,
+			message: "Workloads of the platform's own namespaces cannot be restarted onto proxy " + img + ": 0 of 2 workloads restarted, 0 waiting, 0 need manual restart " +
+				"(platform workloads blocked: kyma-system/paused (paused: resume it to restart its proxies); blocked: ns/held (paused: resume it to restart its proxies)). " +
+				"Resolve what blocks them; the operator then restarts them.",
 			after:  AttentionInterval,
 			events: []string{"Warning " + v1alpha2.ReasonProxySidecarRestartFailed},
 		},
@@ -351,7 +364,7 @@ func TestCountClassifiesAndSorts(t *testing.T) {
 	restartedAt := func(at time.Time) func(*appsv1.Deployment) {
 		return func(d *appsv1.Deployment) { d.Spec.Template.Annotations = restartedFor(f.want.Hash(), at) }
 	}
-	zeta := f.deploy(kymaNamespace, "zeta", nil, f.old, f.want)
+	zeta := f.deploy("kyma-system", "zeta", nil, f.old, f.want)
 	alpha := f.deploy("ns-b", "alpha", nil, f.old)
 	beta := f.deploy("ns-a", "beta", nil, f.old)
 	f.deploy("ns-a", "current", nil, f.want, f.want)
@@ -443,11 +456,14 @@ func TestConditionPrecedence(t *testing.T) {
 			metav1.ConditionFalse, v1alpha2.ReasonProxySidecarRestartInProgress, RollingInterval,
 			[]string{"0 of 2 workloads restarted, 0 waiting, 1 need manual restart (1 rolling out; blocked: ns/b0"}, []string{"ns/p"}},
 		"blocked beats manual": {census{restarted: 1, blocked: blocked(1), manual: []string{"ns/p"}},
-			metav1.ConditionFalse, v1alpha2.ReasonProxySidecarRestartFailed, AttentionInterval,
-			[]string{"1 of 2 workloads restarted, 0 waiting, 1 need manual restart (blocked: ns/b0 (paused"}, []string{"ns/p"}},
+			metav1.ConditionFalse, v1alpha2.ReasonProxySidecarRestartPartiallySucceeded, AttentionInterval,
+			[]string{"Some customer workloads cannot be restarted", "1 of 2 workloads restarted, 0 waiting, 1 need manual restart (blocked: ns/b0 (paused"}, []string{"ns/p"}},
 		"blocked, named up to maxNamed": {census{blocked: blocked(maxNamed + 2)},
-			metav1.ConditionFalse, v1alpha2.ReasonProxySidecarRestartFailed, AttentionInterval,
+			metav1.ConditionFalse, v1alpha2.ReasonProxySidecarRestartPartiallySucceeded, AttentionInterval,
 			[]string{"0 of 7 workloads restarted", "ns/b4 (paused: resume it to restart its proxies) and 2 additional workload(s)"}, []string{"ns/b5"}},
+		"a blocked platform workload is an Error, and named apart": {census{restarted: 1, blocked: blocked(1), platformBlocked: []string{"kyma-system/api (paused: resume it to restart its proxies)"}},
+			metav1.ConditionFalse, v1alpha2.ReasonProxySidecarRestartFailed, AttentionInterval,
+			[]string{"Workloads of the platform's own namespaces cannot be restarted", "1 of 3 workloads restarted, 0 waiting, 0 need manual restart (platform workloads blocked: kyma-system/api (paused: resume it to restart its proxies); blocked: ns/b0 (paused"}, nil},
 		"manual": {census{restarted: 2, manual: []string{"ns/p"}, excluded: 3},
 			metav1.ConditionFalse, v1alpha2.ReasonProxySidecarManualRestartRequired, AttentionInterval,
 			[]string{"could not be restarted: ns/p.", "(2 of 2 workloads restarted, 0 waiting, 1 need manual restart (3 excluded by annotation " + AnnotationExclude + "))"}, nil},

@@ -254,7 +254,7 @@ func TestEvictionPath(t *testing.T) {
 			return false, err
 		}
 		c := meta.FindStatusCondition(i.Status.Conditions, v1alpha2.ConditionProxySidecarRestartSucceeded)
-		if c == nil || c.Reason != v1alpha2.ReasonProxySidecarRestartFailed || !strings.Contains(c.Message, blockedWhy) {
+		if c == nil || c.Reason != v1alpha2.ReasonProxySidecarRestartPartiallySucceeded || !strings.Contains(c.Message, blockedWhy) {
 			return false, fmt.Errorf("condition is %+v", c)
 		}
 		blockedAt, istio = time.Now(), i
@@ -273,7 +273,7 @@ func TestEvictionPath(t *testing.T) {
 	}
 
 	t.Run("the rest of the wave completed, one pod at a time", func(t *testing.T) {
-		// RestartFailed is reported only when nothing else waits or rolls.
+		// A blocked workload is reported only when nothing else waits or rolls.
 		got, err := proxyImages(t.Context(), cs, mesh)
 		if err != nil {
 			t.Fatal(err)

@@ -25,6 +25,7 @@ import (
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/proxysidecar"
 	"github.com/meshkeeper/istio-operator/pkg/istioclient"
+	"github.com/meshkeeper/istio-operator/pkg/operator"
 	"github.com/meshkeeper/istio-operator/pkg/rollout"
 	"github.com/meshkeeper/istio-operator/test/cluster"
 	"github.com/meshkeeper/istio-operator/test/operatortest"
@@ -297,6 +298,8 @@ func TestProxySidecarRestarts(t *testing.T) {
 	cs := cluster.Current().Clientset()
 	olderIstio(t)
 	opNS := cluster.Namespace(t, nil)
+	// A namespace of the platform's own workloads besides the operator's.
+	platformNS := cluster.MeshNamespace(t)
 
 	// 50 workloads injected with an older proxy: 35 Deployments, 10
 	// StatefulSets, 5 DaemonSets (one pod per node).
@@ -322,7 +325,10 @@ func TestProxySidecarRestarts(t *testing.T) {
 	waitAllOn(t, cs, mesh, oldProxy, pods)
 
 	top := t
-	op := operatortest.Start(t, opNS)
+	opOptions := operatortest.Options{Configure: func(o *operator.Options) {
+		o.PlatformNamespaces = []string{platformNS}
+	}}
+	op := operatortest.StartWith(t, opNS, opOptions)
 	t.Cleanup(func() { operatortest.WaitUninstalled(t, timeout) })
 	issuedBefore := restartsIssued(t)
 	seenReasons := reasons(t, opNS)
@@ -369,7 +375,7 @@ func TestProxySidecarRestarts(t *testing.T) {
 			return operatortest.Reconciles(t, proxysidecar.Name) >= reconciles+float64(len(workloads)+1), nil
 		})
 		op.Stop()
-		op2 := operatortest.Start(top, opNS) // runs until the whole test ends
+		op2 := operatortest.StartWith(top, opNS, opOptions) // runs until the whole test ends
 		// Cleanups run last-registered first: delete the resource while op2 runs.
 		top.Cleanup(func() { operatortest.DeleteIstio(top, timeout, opNS, "default") })
 		reconciles = operatortest.Reconciles(t, proxysidecar.Name)
@@ -406,22 +412,34 @@ func TestProxySidecarRestarts(t *testing.T) {
 		excluded.Annotations = map[string]string{proxysidecar.AnnotationExclude: "true"}
 		createDeployment(t, cs, ns, excluded)
 		createDeployment(t, cs, ns, cluster.NewDeployment("paused", 1))
+		createDeployment(t, cs, platformNS, cluster.NewDeployment("platform-paused", 1))
 		waitAllOn(t, cs, ns, want.Image, 6)
-		if _, err := cs.AppsV1().Deployments(ns).Patch(t.Context(), "paused", types.MergePatchType,
-			[]byte(`{"spec":{"paused":true}}`), metav1.PatchOptions{}); err != nil {
-			t.Fatal(err)
+		waitAllOn(t, cs, platformNS, want.Image, 1)
+		pause := func(ns, name string, paused bool) {
+			t.Helper()
+			if _, err := cs.AppsV1().Deployments(ns).Patch(t.Context(), name, types.MergePatchType,
+				[]byte(fmt.Sprintf(`{"spec":{"paused":%t}}`, paused)), metav1.PatchOptions{}); err != nil {
+				t.Fatal(err)
+			}
 		}
+		pause(ns, "paused", true)
+		pause(platformNS, "platform-paused", true)
 		waitCondition(t, opNS, v1alpha2.ReasonProxySidecarRestartSucceeded, nil)
 
 		watched := watchRestarts(t, cs, ns)
 		before := restartsIssued(t)
 		patchSpec(t, opNS, `{"components":{"proxy":{"k8s":{"resources":{"requests":{"cpu":"20m"}}}}}}`)
+		// A blocked platform workload is an Error, and the message tells
+		// it from the customer's.
 		waitCondition(t, opNS, v1alpha2.ReasonProxySidecarRestartFailed, func(c *metav1.Condition) error {
-			if !strings.Contains(c.Message, ns+"/paused (paused") || !strings.Contains(c.Message, "1 excluded") {
-				return fmt.Errorf("message %q names neither the paused nor the excluded workload", c.Message)
+			if !strings.Contains(c.Message, "platform workloads blocked: "+platformNS+"/platform-paused (paused") ||
+				!strings.Contains(c.Message, "; blocked: "+ns+"/paused (paused") || !strings.Contains(c.Message, "1 excluded") {
+				return fmt.Errorf("message %q does not name the platform's and the customer's paused workloads apart, and the excluded one", c.Message)
 			}
 			return nil
 		})
+		operatortest.WaitForState(t, timeout, opNS, "default", v1alpha2.StateError,
+			v1alpha2.ConditionProxySidecarRestartSucceeded, metav1.ConditionFalse, v1alpha2.ReasonProxySidecarRestartFailed)
 		seen, _, _ := watched.snapshot()
 		for _, n := range plain {
 			if len(seen[n]) != 1 {
@@ -440,11 +458,23 @@ func TestProxySidecarRestarts(t *testing.T) {
 			t.Error("no Event on the Istio resource for the blocked workload")
 		}
 
-		// Resumed, the paused Deployment is restarted like the others.
-		if _, err := cs.AppsV1().Deployments(ns).Patch(t.Context(), "paused", types.MergePatchType,
-			[]byte(`{"spec":{"paused":false}}`), metav1.PatchOptions{}); err != nil {
-			t.Fatal(err)
+		// With the platform's workload resumed, only the customer's is
+		// blocked: a Warning, not an Error.
+		pause(platformNS, "platform-paused", false)
+		waitCondition(t, opNS, v1alpha2.ReasonProxySidecarRestartPartiallySucceeded, func(c *metav1.Condition) error {
+			if strings.Contains(c.Message, platformNS) || !strings.Contains(c.Message, "blocked: "+ns+"/paused (paused") {
+				return fmt.Errorf("message %q, want the customer's paused workload alone", c.Message)
+			}
+			return nil
+		})
+		operatortest.WaitForState(t, timeout, opNS, "default", v1alpha2.StateWarning,
+			v1alpha2.ConditionProxySidecarRestartSucceeded, metav1.ConditionFalse, v1alpha2.ReasonProxySidecarRestartPartiallySucceeded)
+		if !operatortest.HasEvent(t, opNS, "default", v1alpha2.ReasonProxySidecarRestartPartiallySucceeded) {
+			t.Error("no Event on the Istio resource for the blocked customer workload")
 		}
+
+		// Resumed, the paused Deployment is restarted like the others.
+		pause(ns, "paused", false)
 		waitCondition(t, opNS, v1alpha2.ReasonProxySidecarRestartSucceeded, nil)
 		if seen, _, _ := watched.snapshot(); len(seen["paused"]) != 1 {
 			t.Errorf("the resumed Deployment restarted %d times, want 1", len(seen["paused"]))

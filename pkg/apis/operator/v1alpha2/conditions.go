@@ -65,10 +65,14 @@ const ReasonWaitingForInstallation = "WaitingForInstallation"
 
 // Reasons of ProxySidecarRestartSucceeded. Owner: proxy sidecar controller.
 const (
-	ReasonProxySidecarRestartInProgress     = "ProxySidecarRestartInProgress"
-	ReasonProxySidecarRestartSucceeded      = "ProxySidecarRestartSucceeded"
-	ReasonProxySidecarRestartFailed         = "ProxySidecarRestartFailed"
-	ReasonProxySidecarManualRestartRequired = "ProxySidecarManualRestartRequired"
+	ReasonProxySidecarRestartInProgress = "ProxySidecarRestartInProgress"
+	ReasonProxySidecarRestartSucceeded  = "ProxySidecarRestartSucceeded"
+	ReasonProxySidecarRestartFailed     = "ProxySidecarRestartFailed"
+	// ReasonProxySidecarRestartPartiallySucceeded: only customer workloads
+	// are blocked (a Warning); a blocked platform workload is
+	// ProxySidecarRestartFailed (an Error).
+	ReasonProxySidecarRestartPartiallySucceeded = "ProxySidecarRestartPartiallySucceeded"
+	ReasonProxySidecarManualRestartRequired     = "ProxySidecarManualRestartRequired"
 )
 
 // Reasons of IngressGatewayReady and IngressTargetingUserResourceFound.
