@@ -215,10 +215,16 @@ func TestInstallWaitsForTerminatingNamespace(t *testing.T) {
 	kube := cluster.Current().Clientset()
 
 	// A finalizer on istiod's root certificate, an object of Istio's own,
-	// lets the uninstall delete istio-system and keeps it terminating.
+	// lets the uninstall delete istio-system and keeps it terminating. The
+	// real istiod may have written it already.
 	const holdFinalizer = "test.meshkeeper.io/hold"
 	hold := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "istio-ca-root-cert", Namespace: istioclient.Namespace, Finalizers: []string{holdFinalizer}}}
-	if _, err := kube.CoreV1().ConfigMaps(istioclient.Namespace).Create(t.Context(), hold, metav1.CreateOptions{}); err != nil {
+	_, err := kube.CoreV1().ConfigMaps(istioclient.Namespace).Create(t.Context(), hold, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		_, err = kube.CoreV1().ConfigMaps(istioclient.Namespace).Patch(t.Context(), hold.Name, types.MergePatchType,
+			[]byte(`{"metadata":{"finalizers":["`+holdFinalizer+`"]}}`), metav1.PatchOptions{})
+	}
+	if err != nil {
 		t.Fatal(err)
 	}
 	release := func() {
