@@ -62,6 +62,11 @@ func run(args []string) int {
 		}
 		return nil
 	})
+	registry := os.Getenv(registryEnv)
+	fs.StringVar(&registry, "istio-registry", registry, "Registry of every Istio image the operator installs and of the injected proxies, as host[:port][/path]; an Istio resource's spec.images.registry overrides it. Default: $"+registryEnv+", else Istio's own ("+istioclient.Hub+").")
+	pullSecrets := os.Getenv(pullSecretsEnv)
+	fs.StringVar(&pullSecrets, "image-pull-secrets", pullSecrets, "Comma-separated names of image pull Secrets for Istio's images and the injected pods; spec.images.pullSecrets overrides them. Default: $"+pullSecretsEnv+".")
+	fs.DurationVar(&o.ProfilePromotionDelay, "profile-promotion-delay", installation.DefaultProfilePromotionDelay, "How long the cluster must stay at or above the production thresholds before an installation with the automatically chosen evaluation profile is promoted to production.")
 	fs.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "Address of the Prometheus /metrics endpoint; 0 disables it.")
 	fs.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints; 0 disables it.")
 	fs.BoolVar(&o.Profiling, "enable-profiling", false, "Serve Go's profiler under /debug/pprof/ on the metrics address.")
@@ -94,6 +99,12 @@ func run(args []string) int {
 		return 2
 	}
 	o.QPS = float32(qps)
+	images, err := imageDefaults(registry, pullSecrets)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	o.Images = images
 	if maxRollouts < 0 || o.RestartPacing.RestartsPerSecond < 0 || o.RestartEvents.Burst < 0 || o.RestartEvents.PerSecond < 0 {
 		fmt.Fprintln(os.Stderr, "--proxy-restarts-per-second, --proxy-max-concurrent-rollouts, --proxy-restart-events-burst and --proxy-restart-events-per-second must not be negative")
 		return 2

@@ -15,6 +15,62 @@ import (
 //go:embed default-istio-operator.yaml
 var defaultIstioOperator []byte
 
+//go:embed evaluation.yaml
+var evaluationProfile []byte
+
+// Registry is where a resolved spec's images come from: its
+// spec.images.registry, or Istio's own Hub.
+func Registry(spec *v1alpha2.IstioSpec) string {
+	if spec.Images != nil && spec.Images.Registry != "" {
+		return spec.Images.Registry
+	}
+	return Hub
+}
+
+// mergeEvaluation overlays the evaluation profile's sizes onto the
+// production defaults, before the resource's own settings are merged.
+func mergeEvaluation(spec map[string]any) error {
+	eval, err := values.MapFromYaml(evaluationProfile)
+	if err != nil {
+		return fmt.Errorf("parsing the evaluation profile: %w", err)
+	}
+	overlay := obj(eval, "spec")
+	comps := obj(spec, "components")
+	for _, name := range []string{"pilot", "cni"} {
+		mergeMap(obj(comps, name, "k8s"), obj(overlay, "components", name, "k8s"))
+	}
+	for _, list := range []string{"ingressGateways", "egressGateways"} {
+		items, _ := overlay["components"].(map[string]any)[list].([]any)
+		for _, it := range items {
+			g := it.(map[string]any)
+			mergeMap(obj(gateway(comps, list, g["name"].(string)), "k8s"), obj(g, "k8s"))
+		}
+	}
+	mergeMap(obj(spec, "values"), obj(overlay, "values"))
+	return nil
+}
+
+// mergeMap sets every leaf of src in dst, replacing what dst has there.
+func mergeMap(dst, src map[string]any) {
+	for k, v := range src {
+		if m, ok := asMap(v); ok {
+			mergeMap(obj(dst, k), m)
+			continue
+		}
+		dst[k] = v
+	}
+}
+
+func asMap(v any) (map[string]any, bool) {
+	switch m := v.(type) {
+	case map[string]any:
+		return m, true
+	case values.Map:
+		return m, true
+	}
+	return nil, false
+}
+
 // Names of the installed gateways and of the IstioOperator the owner labels
 // refer to.
 const (
@@ -23,8 +79,9 @@ const (
 	Namespace          = "istio-system"
 )
 
-// DesiredIstioOperator merges the operator's default IstioOperator with an
-// Istio resource's spec: every field of the resource overrides the default
+// DesiredIstioOperator merges the operator's default IstioOperator with a
+// resolved Istio resource's spec (v1alpha2.IstioSpec.Resolved): the
+// profile's sizes first, then every field of the resource overrides them
 // at the place Kyma maps it to. The result is what Render takes.
 func DesiredIstioOperator(spec *v1alpha2.IstioSpec) (values.Map, error) {
 	iop, err := values.MapFromYaml(defaultIstioOperator)
@@ -32,8 +89,16 @@ func DesiredIstioOperator(spec *v1alpha2.IstioSpec) (values.Map, error) {
 		return nil, fmt.Errorf("parsing the default IstioOperator: %w", err)
 	}
 	s := obj(iop, "spec")
-	s["hub"] = Hub
+	s["hub"] = Registry(spec)
 	s["tag"] = Version
+	if spec.Profile == v1alpha2.ProfileEvaluation {
+		if err := mergeEvaluation(s); err != nil {
+			return nil, err
+		}
+	}
+	if spec.Images != nil && len(spec.Images.PullSecrets) > 0 {
+		setStrings(obj(s, "values", "global"), "imagePullSecrets", spec.Images.PullSecrets)
+	}
 
 	mergeMeshConfig(obj(s, "meshConfig"), &spec.Config)
 
@@ -183,11 +248,20 @@ func mergeK8s(k8s map[string]any, c *v1alpha2.KubernetesResourcesConfig) {
 	}
 	if h := c.HPASpec; h != nil {
 		hpa := obj(k8s, "hpaSpec")
+		// A bound set alone moves the default other bound with it where
+		// they would cross: an autoscaler with minReplicas above
+		// maxReplicas is refused by the API server.
 		if h.MinReplicas != nil {
 			hpa["minReplicas"] = int64(*h.MinReplicas)
+			if h.MaxReplicas == nil && intValue(hpa["maxReplicas"]) < int64(*h.MinReplicas) {
+				hpa["maxReplicas"] = int64(*h.MinReplicas)
+			}
 		}
 		if h.MaxReplicas != nil {
 			hpa["maxReplicas"] = int64(*h.MaxReplicas)
+			if h.MinReplicas == nil && intValue(hpa["minReplicas"]) > int64(*h.MaxReplicas) {
+				hpa["minReplicas"] = int64(*h.MaxReplicas)
+			}
 		}
 	}
 	if st := c.Strategy; st != nil && st.RollingUpdate != nil {
@@ -218,6 +292,19 @@ func mergeResources(parent map[string]any, r *v1alpha2.Resources) {
 			m["memory"] = *claims.Memory
 		}
 	}
+}
+
+// intValue reads an integer of the parsed IstioOperator; absent is 0.
+func intValue(v any) int64 {
+	switch n := v.(type) {
+	case int:
+		return int64(n)
+	case int64:
+		return n
+	case float64:
+		return int64(n)
+	}
+	return 0
 }
 
 func intOrString(v *intstr.IntOrString) any {

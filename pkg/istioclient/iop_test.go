@@ -3,6 +3,7 @@ package istioclient
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -76,6 +77,22 @@ var (
 		Resources: &v1alpha2.Resources{Limits: &v1alpha2.ResourceClaims{Memory: ptr.To("1Gi")}},
 	}}}}
 )
+
+var registrySpec = v1alpha2.IstioSpec{Images: &v1alpha2.Images{
+	Registry:    "registry.example.com:5000/mirror/istio",
+	PullSecrets: []string{"mirror-pull", "backup-pull"},
+}}
+
+// names are the name fields of a list of references.
+func names(t *testing.T, refs any) []any {
+	t.Helper()
+	l, _ := refs.([]any)
+	out := make([]any, len(l))
+	for i, ref := range l {
+		out[i] = mustGet[string](t, ref.(map[string]any), "name")
+	}
+	return out
+}
 
 func k8sSpec(c v1alpha2.KubernetesResourcesConfig) *v1alpha2.KubernetesResourcesConfig { return &c }
 
@@ -400,6 +417,84 @@ func fieldCases() map[string]fieldCase {
 			check: func(t *testing.T, r *Rendered) {
 				res := mustGet[map[string]any](t, injectorValues(t, r), "global", "proxy", "resources")
 				assertResources(t, res, map[string]string{"limits.cpu": "1", "limits.memory": "512Mi", "requests.cpu": "50m", "requests.memory": "192Mi"})
+			},
+		},
+		"images registry": {
+			spec: registrySpec,
+			check: func(t *testing.T, r *Rendered) {
+				for kindNsName, c := range map[string]string{
+					"Deployment/istio-system/istiod":               "discovery",
+					"Deployment/istio-system/istio-ingressgateway": "istio-proxy",
+					"DaemonSet/istio-system/istio-cni-node":        "install-cni",
+				} {
+					img := mustGet[string](t, container(t, object(t, r, kindNsName), c), "image")
+					if !strings.HasPrefix(img, "registry.example.com:5000/mirror/istio/") || !strings.HasSuffix(img, ":"+Version) {
+						t.Errorf("%s image %s, want it from registry.example.com:5000/mirror/istio at %s", kindNsName, img, Version)
+					}
+				}
+				if got := mustGet[string](t, injectorValues(t, r), "global", "hub"); got != "registry.example.com:5000/mirror/istio" {
+					t.Errorf("injector hub %s", got)
+				}
+			},
+		},
+		"images pullSecrets": {
+			spec: registrySpec,
+			check: func(t *testing.T, r *Rendered) {
+				for _, sa := range []string{"istiod", "istio-ingressgateway-service-account", "istio-cni"} {
+					assertStrings(t, names(t, object(t, r, "ServiceAccount/istio-system/"+sa)["imagePullSecrets"]), "mirror-pull", "backup-pull")
+				}
+				assertStrings(t, injectorValues(t, r)["global"].(map[string]any)["imagePullSecrets"], "mirror-pull", "backup-pull")
+			},
+		},
+		"evaluation profile": {
+			spec: v1alpha2.IstioSpec{Profile: v1alpha2.ProfileEvaluation},
+			check: func(t *testing.T, r *Rendered) {
+				assertHPA(t, r, "istiod", 1, 1)
+				assertHPA(t, r, IngressGatewayName, 1, 1)
+				assertResources(t, containerResources(t, r, "Deployment/istio-system/istiod", "discovery"),
+					map[string]string{"limits.cpu": "1", "limits.memory": "1Gi", "requests.cpu": "50m", "requests.memory": "128Mi"})
+				assertResources(t, containerResources(t, r, "Deployment/istio-system/istio-ingressgateway", "istio-proxy"),
+					map[string]string{"limits.cpu": "1", "limits.memory": "1Gi", "requests.cpu": "10m", "requests.memory": "32Mi"})
+				assertResources(t, containerResources(t, r, "DaemonSet/istio-system/istio-cni-node", "install-cni"),
+					map[string]string{"limits.cpu": "250m", "limits.memory": "384Mi", "requests.cpu": "10m", "requests.memory": "128Mi"})
+				assertResources(t, mustGet[map[string]any](t, injectorValues(t, r), "global", "proxy", "resources"),
+					map[string]string{"limits.cpu": "250m", "limits.memory": "254Mi", "requests.cpu": "10m", "requests.memory": "32Mi"})
+			},
+		},
+		"evaluation profile under the resource's settings": {
+			spec: v1alpha2.IstioSpec{Profile: v1alpha2.ProfileEvaluation, Components: &v1alpha2.Components{
+				Pilot: &v1alpha2.IstioComponent{K8s: k8sSpec(v1alpha2.KubernetesResourcesConfig{
+					HPASpec:   &v1alpha2.HPASpec{MaxReplicas: ptr.To[int32](3)},
+					Resources: &v1alpha2.Resources{Requests: &v1alpha2.ResourceClaims{Memory: ptr.To("200Mi")}},
+				})},
+				EgressGateway: &v1alpha2.EgressGateway{Enabled: ptr.To(true)},
+			}},
+			check: func(t *testing.T, r *Rendered) {
+				assertHPA(t, r, "istiod", 1, 3)
+				assertHPA(t, r, EgressGatewayName, 1, 1)
+				assertResources(t, containerResources(t, r, "Deployment/istio-system/istiod", "discovery"),
+					map[string]string{"limits.cpu": "1", "limits.memory": "1Gi", "requests.cpu": "50m", "requests.memory": "200Mi"})
+				assertResources(t, containerResources(t, r, "Deployment/istio-system/istio-egressgateway", "istio-proxy"),
+					map[string]string{"limits.cpu": "1", "limits.memory": "1Gi", "requests.cpu": "10m", "requests.memory": "32Mi"})
+			},
+		},
+		"production profile asked for": {
+			spec:          v1alpha2.IstioSpec{Profile: v1alpha2.ProfileProduction},
+			sameAsDefault: true,
+			check: func(t *testing.T, r *Rendered) {
+				assertHPA(t, r, "istiod", 2, 5)
+			},
+		},
+		"minReplicas alone above the default maximum": {
+			spec: pilotSpec(v1alpha2.KubernetesResourcesConfig{HPASpec: &v1alpha2.HPASpec{MinReplicas: ptr.To[int32](7)}}),
+			check: func(t *testing.T, r *Rendered) {
+				assertHPA(t, r, "istiod", 7, 7)
+			},
+		},
+		"maxReplicas alone below the default minimum": {
+			spec: ingressSpec(v1alpha2.KubernetesResourcesConfig{HPASpec: &v1alpha2.HPASpec{MaxReplicas: ptr.To[int32](1)}}),
+			check: func(t *testing.T, r *Rendered) {
+				assertHPA(t, r, IngressGatewayName, 1, 1)
 			},
 		},
 		// Istio 1.31 applies the previous minor's compatibility profile to

@@ -26,6 +26,11 @@ type ProxyStartConfig struct {
 	ProxyStatsMatcher *v1alpha2.ProxyStatsMatcher `json:"proxyStatsMatcher,omitempty"`
 	PrometheusMerge   bool                        `json:"prometheusMerge,omitempty"`
 	CompatibilityMode bool                        `json:"compatibilityMode,omitempty"`
+	// Registry the injector took the proxy image from, when not Istio's
+	// own. The pod's image cannot tell: a registry mirror rewrites the
+	// host of the image a pod runs (and sameImage accepts that), so a
+	// changed registry shows in the hash instead, once per change.
+	Registry string `json:"registry,omitempty"`
 }
 
 // ProxyConfigHash identifies the injection-time proxy configuration of a
@@ -36,6 +41,9 @@ func ProxyConfigHash(spec *v1alpha2.IstioSpec) string {
 		EnableDNSProxying: c.EnableDNSProxying != nil && *c.EnableDNSProxying,
 		PrometheusMerge:   c.Telemetry.Metrics.PrometheusMerge,
 		CompatibilityMode: spec.CompatibilityMode,
+	}
+	if r := Registry(spec); r != Hub {
+		cfg.Registry = r
 	}
 	if m := c.ProxyStatsMatcher; m != nil && (len(m.InclusionRegexps)+len(m.InclusionPrefixes)+len(m.InclusionSuffixes)) > 0 {
 		cfg.ProxyStatsMatcher = m
@@ -58,9 +66,9 @@ type Proxy struct {
 	ConfigHash string `json:"configHash"`
 }
 
-// DesiredProxy derives the sidecar proxy from the IstioOperator the spec
-// installs, so that it is by construction what the injector is configured
-// with.
+// DesiredProxy derives the sidecar proxy from the IstioOperator a resolved
+// spec (v1alpha2.IstioSpec.Resolved) installs, so that it is by
+// construction what the injector is configured with.
 func DesiredProxy(spec *v1alpha2.IstioSpec) (Proxy, error) {
 	iop, err := DesiredIstioOperator(spec)
 	if err != nil {

@@ -21,7 +21,10 @@ const (
 	WorkloadRolling = "rolling" // restarted, rolling out
 	WorkloadBlocked = "blocked" // paused, stuck, or still outdated after its restart
 	WorkloadManual  = "manual"  // pods the operator cannot restart
+	WorkloadWindow  = "window"  // outdated, waiting for a maintenance window
 )
+
+var workloadStates = []string{WorkloadWaiting, WorkloadRolling, WorkloadBlocked, WorkloadManual, WorkloadWindow}
 
 // WorkloadKinds are the kinds the proxy sidecar controller restarts, to
 // pre-initialise series.
@@ -47,7 +50,7 @@ var (
 	proxyWorkloads = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: Namespace,
 		Name:      "proxy_workloads",
-		Help:      "Workloads with outdated sidecar proxies, by state (waiting, rolling, blocked, manual).",
+		Help:      "Workloads with outdated sidecar proxies, by state (waiting, rolling, blocked, manual, window).",
 	}, []string{"state"})
 
 	proxyOnce sync.Once
@@ -66,7 +69,7 @@ func NewProxyMetrics() *ProxyMetrics {
 			proxyRestarts.WithLabelValues(k, RestartFailed)
 			proxyRestartDuration.WithLabelValues(k)
 		}
-		for _, s := range []string{WorkloadWaiting, WorkloadRolling, WorkloadBlocked, WorkloadManual} {
+		for _, s := range workloadStates {
 			proxyWorkloads.WithLabelValues(s)
 		}
 	})
@@ -84,7 +87,7 @@ func (*ProxyMetrics) Restarted(kind string, d time.Duration) {
 // Summary sets the gauges from a full count.
 func (*ProxyMetrics) Summary(outdatedPods int, workloads map[string]int) {
 	outdatedProxies.Set(float64(outdatedPods))
-	for _, s := range []string{WorkloadWaiting, WorkloadRolling, WorkloadBlocked, WorkloadManual} {
+	for _, s := range workloadStates {
 		proxyWorkloads.WithLabelValues(s).Set(float64(workloads[s]))
 	}
 }

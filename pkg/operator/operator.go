@@ -79,6 +79,13 @@ type Options struct {
 
 	// RestartPacing is the default pacing of sidecar proxy restarts.
 	RestartPacing v1alpha2.RestartPacing
+	// Images are the default registry and pull secrets of Istio's images
+	// (controller.Deps.Images).
+	Images v1alpha2.Images
+	// ProfilePromotionDelay is how long a cluster must stay above the
+	// production thresholds before an evaluation installation is promoted
+	// (controller.Deps.ProfilePromotionDelay).
+	ProfilePromotionDelay time.Duration
 	// RestartEvents bounds the Events recorded on restarted workloads.
 	RestartEvents controller.EventBudget
 
@@ -219,10 +226,12 @@ func runControllers(ctx context.Context, o Options, cfg *rest.Config, kube kuber
 		OperatorClient:     opClient,
 		// Istio resources are read cluster-wide: the operator must see, and
 		// report, resources created outside its namespace.
-		OperatorInformers: istioinformers.NewSharedInformerFactory(opClient, o.ResyncPeriod),
-		Clock:             o.Clock,
-		RestartPacing:     o.RestartPacing,
-		RestartEvents:     o.RestartEvents,
+		OperatorInformers:     istioinformers.NewSharedInformerFactory(opClient, o.ResyncPeriod),
+		Clock:                 o.Clock,
+		RestartPacing:         o.RestartPacing,
+		Images:                o.Images,
+		ProfilePromotionDelay: o.ProfilePromotionDelay,
+		RestartEvents:         o.RestartEvents,
 		Events: func(name string) record.EventRecorder {
 			return broadcaster.NewRecorder(scheme, eventSource(name))
 		},

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -64,6 +65,14 @@ type Deps struct {
 	RestartPacing v1alpha2.RestartPacing
 	// RestartEvents bounds the Events recorded on restarted workloads.
 	RestartEvents EventBudget
+	// Images are the operator-wide registry and pull secrets of Istio's
+	// images; an Istio resource's spec.images overrides them
+	// (v1alpha2.IstioSpec.Resolved).
+	Images v1alpha2.Images
+	// ProfilePromotionDelay is how long the cluster must stay at or above
+	// the production thresholds before an installation with the evaluation
+	// profile is promoted; 0 means the installation controller's default.
+	ProfilePromotionDelay time.Duration
 
 	// Events builds the recorders; nil records nothing.
 	Events func(controller string) record.EventRecorder

@@ -13,15 +13,18 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
+	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 
+	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/controller"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
@@ -76,12 +79,21 @@ type Controller struct {
 
 	userResources *userResources
 
+	// nodes, images and promotionDelay feed the profile and image
+	// settings (profile.go, v1alpha2.IstioSpec.Resolved).
+	nodes          corelisters.NodeLister
+	images         v1alpha2.Images
+	promotionDelay time.Duration
+
 	// release hands the memory of rendering and applying back (the
 	// process decides how).
 	release func()
 
 	mu       sync.Mutex
 	rendered map[string]*istioclient.Rendered // by spec hash; the last one only
+	// aboveSince is when the cluster was last seen crossing the production
+	// thresholds upwards; zero while below them.
+	aboveSince time.Time
 }
 
 // New builds the controller and registers its informers.
@@ -97,6 +109,14 @@ func New(_ context.Context, d *controller.Deps) (controller.Controller, error) {
 	istioCluster, err := istioclient.NewCluster(d.RESTConfig)
 	if err != nil {
 		return nil, err
+	}
+	if err := d.ShapeCache(&corev1.Node{}, nodeCapacity); err != nil {
+		return nil, err
+	}
+	nodeInformer := d.KubeInformers.Core().V1().Nodes()
+	delay := d.ProfilePromotionDelay
+	if delay <= 0 {
+		delay = DefaultProfilePromotionDelay
 	}
 	owned := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 0, "", ownedTweak)
 	nsFactory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 0, "", namespaceTweak)
@@ -115,6 +135,10 @@ func New(_ context.Context, d *controller.Deps) (controller.Controller, error) {
 		planner:   new(istioclient.Planner),
 		release:   d.Release,
 		rendered:  map[string]*istioclient.Rendered{},
+
+		nodes:          nodeInformer.Lister(),
+		images:         d.Images,
+		promotionDelay: delay,
 	}
 	c.applier = installer{&istioclient.Installer{
 		Dynamic: dyn,
@@ -142,6 +166,18 @@ func New(_ context.Context, d *controller.Deps) (controller.Controller, error) {
 			}
 		},
 		DeleteFunc: func(any) { c.enqueueServed() },
+	}
+	// Nodes change the cluster's capacity, and with it the profile.
+	if _, err := nodeInformer.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { c.enqueueServed() },
+		UpdateFunc: func(o, n any) {
+			if allocatableChanged(o, n) {
+				c.enqueueServed()
+			}
+		},
+		DeleteFunc: func(any) { c.enqueueServed() },
+	}); err != nil {
+		return nil, err
 	}
 	for _, inf := range c.live.informers {
 		if _, err := inf.AddEventHandler(drift); err != nil {

@@ -1,11 +1,13 @@
 package installation
 
 import (
+	corev1 "k8s.io/api/core/v1"
 	"slices"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/informers"
 	kubefake "k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -27,6 +29,7 @@ func TestNew(t *testing.T) {
 		Namespace:         controllertest.Namespace,
 		RESTConfig:        &rest.Config{Host: "https://127.0.0.1:1"},
 		KubeClient:        kubefake.NewClientset(),
+		KubeInformers:     informers.NewSharedInformerFactory(kubefake.NewClientset(), 0),
 		OperatorClient:    istios.Client,
 		OperatorInformers: istioinformers.NewSharedInformerFactory(istios.Client, 0),
 		Clock:             controllertest.Clock(),
@@ -54,6 +57,15 @@ func TestNew(t *testing.T) {
 	c.release()
 	if released != 2 {
 		t.Errorf("renderer and controller release %d times, want both the process's", released)
+	}
+	if c.nodes == nil || c.promotionDelay != DefaultProfilePromotionDelay {
+		t.Errorf("node lister %v, promotion delay %s, want a lister and the default delay", c.nodes, c.promotionDelay)
+	}
+	big := node("n", "4", "8Gi")
+	big.Status.Images = []corev1.ContainerImage{{Names: []string{"a"}}}
+	got, _ := d.Transform(big)
+	if n := got.(*corev1.Node); len(n.Status.Images) != 0 || n.Status.Allocatable.Cpu().String() != "4" {
+		t.Errorf("the node cache keeps %+v, want only the allocatable CPU and memory", n.Status)
 	}
 	if _, ok := c.planner.(*istioclient.Planner); !ok {
 		t.Errorf("planner %T", c.planner)

@@ -7,13 +7,16 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
+	corelisters "k8s.io/client-go/listers/core/v1"
 	metadatafake "k8s.io/client-go/metadata/fake"
 	clienttesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
@@ -40,6 +43,8 @@ type fixture struct {
 	renderer *fakeRenderer
 	planner  *fakePlanner
 	applier  *fakeApplier
+	// nodes is the node cache; newFixture puts one large node in it.
+	nodes *cache.Indexer
 	// releases counts the calls of the controller's release.
 	releases int
 	c        *Controller
@@ -76,9 +81,37 @@ func newFixture(t *testing.T, istios ...*v1alpha2.Istio) *fixture {
 		userResources: newUserResources(f.meta, func() {}),
 		release:       func() { f.releases++ },
 		rendered:      map[string]*istioclient.Rendered{},
+
+		promotionDelay: DefaultProfilePromotionDelay,
 	}
+	nodes := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
+	f.nodes = &nodes
+	f.c.nodes = corelisters.NewNodeLister(nodes)
+	f.setNodes(node("node-0", "32", "256Gi"))
 	t.Cleanup(f.c.userResources.shutdown)
 	return f
+}
+
+// setNodes replaces the node cache's contents.
+func (f *fixture) setNodes(nodes ...*corev1.Node) {
+	f.t.Helper()
+	objs := make([]any, len(nodes))
+	for i, n := range nodes {
+		objs[i] = n
+	}
+	if err := (*f.nodes).Replace(objs, "1"); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// node is a node with allocatable CPU and memory.
+func node(name, cpu, memory string) *corev1.Node {
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	n.Status.Allocatable = corev1.ResourceList{
+		corev1.ResourceCPU:    resource.MustParse(cpu),
+		corev1.ResourceMemory: resource.MustParse(memory),
+	}
+	return n
 }
 
 // sync syncs the key and returns the requeue.
@@ -206,13 +239,16 @@ func (f *fixture) events() []string { return controllertest.Drain(f.recorder) }
 type fakeRenderer struct {
 	err   error
 	calls int
+	// last is the spec of the last call.
+	last *v1alpha2.IstioSpec
 }
 
 // renderedHash is the hash of every fake rendering.
 const renderedHash = "rendered-hash"
 
-func (r *fakeRenderer) Render(*v1alpha2.IstioSpec) (*istioclient.Rendered, error) {
+func (r *fakeRenderer) Render(spec *v1alpha2.IstioSpec) (*istioclient.Rendered, error) {
 	r.calls++
+	r.last = spec
 	if r.err != nil {
 		return nil, r.err
 	}

@@ -24,12 +24,12 @@ var deploymentGVK = schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: 
 // write applies everything this controller owns in the status. Server-side
 // apply drops owned fields an apply leaves out, so every write carries the
 // full set: Ready, Installed (for the served resource), state, description,
-// observed generation and the installed version. A Warning or Error that
+// observed generation, the installed version and profile. A Warning or Error that
 // is new is also recorded as an Event.
 //
 // derived marks a Ready computed from the other controllers' conditions: it
 // is written only to the version of the resource it was computed from.
-func (c *Controller) write(ctx context.Context, istio *v1alpha2.Istio, state v1alpha2.State, ready status.Condition, installed *status.Condition, derived bool) (*v1alpha2.Istio, error) {
+func (c *Controller) write(ctx context.Context, istio *v1alpha2.Istio, state v1alpha2.State, ready status.Condition, installed *status.Condition, profile v1alpha2.Profile, derived bool) (*v1alpha2.Istio, error) {
 	conds := []status.Condition{ready}
 	if installed != nil {
 		conds = append(conds, *installed)
@@ -40,6 +40,7 @@ func (c *Controller) write(ctx context.Context, istio *v1alpha2.Istio, state v1a
 		Description:        &ready.Message,
 		ObservedGeneration: true,
 		DerivedFromCurrent: derived,
+		Profile:            &profile,
 	}
 	if v, found, err := istioclient.InstalledVersion(c.live); found && err == nil {
 		u.InstalledVersion = ptr.To(v.String())
@@ -61,7 +62,7 @@ func (c *Controller) write(ctx context.Context, istio *v1alpha2.Istio, state v1a
 func (c *Controller) report(ctx context.Context, istio *v1alpha2.Istio, state v1alpha2.State, reason, msg string, installed *status.Condition) (*v1alpha2.Istio, error) {
 	return c.write(ctx, istio, state, status.Condition{
 		Type: v1alpha2.ConditionReady, Status: metav1.ConditionFalse, Reason: reason, Message: msg,
-	}, installed, false)
+	}, installed, istio.Status.Profile, false)
 }
 
 // failed reports a problem that stops the installation: both Ready and
@@ -93,7 +94,8 @@ func (c *Controller) progress(ctx context.Context, istio *v1alpha2.Istio, msg st
 
 // writeSummary reports an installed Istio and derives Ready and the state
 // from the other controllers' conditions.
-func (c *Controller) writeSummary(ctx context.Context, istio *v1alpha2.Istio, warnings field.ErrorList) (*v1alpha2.Istio, error) {
+// profile is the profile now installed.
+func (c *Controller) writeSummary(ctx context.Context, istio *v1alpha2.Istio, warnings field.ErrorList, profile v1alpha2.Profile) (*v1alpha2.Istio, error) {
 	installed := status.Condition{
 		Type: v1alpha2.ConditionInstalled, Status: metav1.ConditionTrue, Reason: v1alpha2.ReasonIstioInstallSucceeded,
 		Message: fmt.Sprintf("Istio %s is installed with the configuration of generation %d.", istioclient.Version, istio.Generation),
@@ -108,7 +110,7 @@ func (c *Controller) writeSummary(ctx context.Context, istio *v1alpha2.Istio, wa
 		installed.Message += fmt.Sprintf(" Control planes this operator did not install run beside it and are left untouched: %s.", message.Named(names, listedUserResources))
 	}
 	state, ready := Summarize(istio, warnings)
-	return c.write(ctx, istio, state, ready, &installed, true)
+	return c.write(ctx, istio, state, ready, &installed, profile, true)
 }
 
 // dependent describes how a condition of another controller counts for
@@ -118,13 +120,19 @@ type dependent struct {
 	healthy metav1.ConditionStatus
 	// warning and error reasons; any other unhealthy reason means in progress.
 	warnings, errors []string
+	// planned reasons are work that waits for its time, not a fault: in
+	// progress, described by what they wait for.
+	planned map[string]string
 }
 
 var dependents = map[string]dependent{
 	v1alpha2.ConditionProxySidecarRestartSucceeded: {
 		healthy:  metav1.ConditionTrue,
 		warnings: []string{v1alpha2.ReasonProxySidecarManualRestartRequired, v1alpha2.ReasonProxySidecarRestartPartiallySucceeded},
-		errors:   []string{v1alpha2.ReasonProxySidecarRestartFailed},
+		errors:   []string{v1alpha2.ReasonProxySidecarRestartFailed, v1alpha2.ReasonProxySidecarMaintenanceWindowInvalid},
+		planned: map[string]string{
+			v1alpha2.ReasonProxySidecarRestartWaitingForWindow: "sidecar proxy restarts wait for the maintenance window",
+		},
 	},
 	v1alpha2.ConditionIngressGatewayReady: {
 		healthy: metav1.ConditionTrue,
@@ -171,6 +179,8 @@ func Summarize(istio *v1alpha2.Istio, warnings field.ErrorList) (v1alpha2.State,
 			note(v1alpha2.StateError, fmt.Sprintf("%s: %s", typ, cond.Message))
 		case contains(d.warnings, cond.Reason):
 			note(v1alpha2.StateWarning, fmt.Sprintf("%s: %s", typ, cond.Message))
+		case d.planned[cond.Reason] != "":
+			note(v1alpha2.StateProcessing, fmt.Sprintf("%s (%s: %s)", d.planned[cond.Reason], typ, cond.Message))
 		default:
 			note(v1alpha2.StateProcessing, fmt.Sprintf("%s: %s", typ, cond.Message))
 		}

@@ -74,6 +74,22 @@ func TestSummarize(t *testing.T) {
 			conds:     []metav1.Condition{cond(v1alpha2.ConditionProxySidecarRestartSucceeded, metav1.ConditionFalse, v1alpha2.ReasonProxySidecarRestartPartiallySucceeded, 2)},
 			wantState: v1alpha2.StateWarning, wantReason: v1alpha2.ReasonWaitingForDependency, wantInMsg: "ProxySidecarRestartSucceeded: ProxySidecarRestartPartiallySucceeded message",
 		},
+		"restarts waiting for a maintenance window are planned work": {
+			conds:     []metav1.Condition{cond(v1alpha2.ConditionProxySidecarRestartSucceeded, metav1.ConditionFalse, v1alpha2.ReasonProxySidecarRestartWaitingForWindow, 2)},
+			wantState: v1alpha2.StateProcessing, wantReason: v1alpha2.ReasonWaitingForDependency,
+			wantInMsg: "is installed, but sidecar proxy restarts wait for the maintenance window (ProxySidecarRestartSucceeded: ProxySidecarRestartWaitingForWindow message)",
+		},
+		"a warning beats restarts waiting for a maintenance window": {
+			conds: []metav1.Condition{
+				cond(v1alpha2.ConditionProxySidecarRestartSucceeded, metav1.ConditionFalse, v1alpha2.ReasonProxySidecarRestartWaitingForWindow, 2),
+				cond(v1alpha2.ConditionPeerAuthenticationReady, metav1.ConditionFalse, v1alpha2.ReasonPeerAuthenticationWeakened, 2),
+			},
+			wantState: v1alpha2.StateWarning, wantReason: v1alpha2.ReasonWaitingForDependency, wantInMsg: "wait for the maintenance window",
+		},
+		"an invalid maintenance window is an error": {
+			conds:     []metav1.Condition{cond(v1alpha2.ConditionProxySidecarRestartSucceeded, metav1.ConditionFalse, v1alpha2.ReasonProxySidecarMaintenanceWindowInvalid, 2)},
+			wantState: v1alpha2.StateError, wantReason: v1alpha2.ReasonWaitingForDependency, wantInMsg: "ProxySidecarRestartSucceeded: ProxySidecarMaintenanceWindowInvalid message",
+		},
 		"gateway restart in progress": {
 			conds:     []metav1.Condition{cond(v1alpha2.ConditionIngressGatewayReady, metav1.ConditionFalse, v1alpha2.ReasonIngressGatewayRestartInProgress, 2)},
 			wantState: v1alpha2.StateProcessing, wantReason: v1alpha2.ReasonWaitingForDependency,

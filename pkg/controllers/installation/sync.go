@@ -110,8 +110,19 @@ func (c *Controller) reconcile(ctx context.Context, istio *v1alpha2.Istio) (queu
 		}
 	}
 
+	choice, err := c.profile(istio)
+	if err != nil {
+		return queue.Result{}, err
+	}
+	if installed := c.installedProfile(istio); choice.profile != installed {
+		logger.Info("Choosing Istio's profile", "profile", choice.profile, "installed", installed, "why", choice.why)
+	} else if choice.recheck > 0 {
+		logger.V(2).Info("Profile promotion pending", "why", choice.why)
+	}
+	spec := istio.Spec.Resolved(c.images, choice.profile)
+
 	rendered := istio.Generation
-	r, err := c.render(ctx, istio)
+	r, err := c.render(spec)
 	var invalid *istioclient.InvalidSpecError
 	if errors.As(err, &invalid) {
 		return c.failed(ctx, istio, v1alpha2.StateError, v1alpha2.ReasonValidationFailed,
@@ -185,10 +196,18 @@ func (c *Controller) reconcile(ctx context.Context, istio *v1alpha2.Istio) (queu
 		}
 	}
 
-	if _, err := c.writeSummary(ctx, istio, v1alpha2.SpecWarnings(&istio.Spec)); err != nil {
+	if prev := istio.Status.Profile; prev != choice.profile && prev != "" {
+		c.recorder.Eventf(istio, corev1.EventTypeNormal, v1alpha2.EventProfileChanged,
+			"Istio's profile changed from %s to %s: %s.", prev, choice.profile, choice.why)
+	}
+	if _, err := c.writeSummary(ctx, istio, v1alpha2.SpecWarnings(&istio.Spec), choice.profile); err != nil {
 		return queue.Result{}, err
 	}
-	return queue.Result{RequeueAfter: ResyncInterval}, nil
+	after := ResyncInterval
+	if choice.recheck > 0 && choice.recheck < after {
+		after = choice.recheck
+	}
+	return queue.Result{RequeueAfter: after}, nil
 }
 
 // apply runs the installer, writing its progress to the Installed
@@ -273,15 +292,15 @@ func (c *Controller) anyOwned() bool {
 	return false
 }
 
-// render renders the resource's IstioOperator, reusing the last rendering
+// render renders a resolved spec's IstioOperator, reusing the last rendering
 // while the spec is unchanged: a rendering costs far more CPU than the rest
 // of a sync (BenchmarkRender in pkg/istioclient).
-func (c *Controller) render(ctx context.Context, istio *v1alpha2.Istio) (*istioclient.Rendered, error) {
-	spec, err := json.Marshal(istio.Spec)
+func (c *Controller) render(spec *v1alpha2.IstioSpec) (*istioclient.Rendered, error) {
+	data, err := json.Marshal(spec)
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(spec)
+	sum := sha256.Sum256(data)
 	key := hex.EncodeToString(sum[:])
 	c.mu.Lock()
 	r, ok := c.rendered[key]
@@ -289,7 +308,7 @@ func (c *Controller) render(ctx context.Context, istio *v1alpha2.Istio) (*istioc
 	if ok {
 		return r, nil
 	}
-	r, err = c.renderer.Render(&istio.Spec)
+	r, err = c.renderer.Render(spec)
 	if err != nil {
 		return nil, err
 	}

@@ -40,6 +40,7 @@ import (
 	"github.com/meshkeeper/istio-operator/pkg/controllers/status"
 	listers "github.com/meshkeeper/istio-operator/pkg/generated/listers/operator/v1alpha2"
 	"github.com/meshkeeper/istio-operator/pkg/istioclient"
+	"github.com/meshkeeper/istio-operator/pkg/maintenance"
 	"github.com/meshkeeper/istio-operator/pkg/metrics"
 )
 
@@ -100,13 +101,21 @@ const (
 	// InjectorRecheckInterval is how soon a workload waiting for the
 	// injector to serve the target proxy is looked at again.
 	InjectorRecheckInterval = time.Second
+	// WindowWaitInterval re-counts while restarts wait for a maintenance
+	// window, which the summary requeues itself for; at most this long: the
+	// windows are wall-clock times, the queue's delays monotonic, and a wall
+	// clock that is set or jumps (a suspended machine) moves them apart.
+	WindowWaitInterval = 10 * time.Minute
 )
 
 // Controller is the proxy sidecar controller.
 type Controller struct {
 	namespace string
 	defaults  v1alpha2.RestartPacing
-	loop      *queue.Loop[Key]
+	// images are the operator's default registry and pull secrets.
+	images v1alpha2.Images
+
+	loop *queue.Loop[Key]
 
 	istios       listers.IstioLister
 	pods         cache.Indexer
@@ -132,7 +141,7 @@ type Controller struct {
 	platform map[string]bool
 
 	mu           sync.Mutex
-	desired      map[types.UID]desiredAt // DesiredProxy per resource and generation
+	desired      map[types.UID]desiredAt // DesiredProxy per resource, generation and installed profile
 	lastProgress map[Key]time.Time       // last condition write per resource
 	refusals     map[Key]*refusal        // evictions a PodDisruptionBudget refuses
 	lastEvicted  map[Key]types.UID       // the pod last evicted per workload
@@ -140,6 +149,7 @@ type Controller struct {
 
 type desiredAt struct {
 	generation int64
+	profile    v1alpha2.Profile
 	proxy      istioclient.Proxy
 }
 
@@ -149,6 +159,14 @@ type target struct {
 	proxy  istioclient.Proxy
 	hash   string
 	pacing v1alpha2.RestartPacing
+	// windows, when set, confine the start of restarts to maintenance
+	// windows (windows.go).
+	windows *maintenance.Schedule
+	// windowsErr says why the windows cannot be read: nothing is restarted.
+	windowsErr error
+	// upgradesNow restarts workloads whose pods run another proxy version
+	// outside the windows too (versionUpgrades: Immediate).
+	upgradesNow bool
 }
 
 // New builds the controller and registers its informers.
@@ -172,6 +190,7 @@ func New(_ context.Context, d *controller.Deps) (controller.Controller, error) {
 	c := &Controller{
 		namespace:    d.Namespace,
 		defaults:     d.RestartPacing,
+		images:       d.Images,
 		istios:       d.OperatorInformers.Operator().V1alpha2().Istios().Lister(),
 		pods:         podInformer.GetIndexer(),
 		replicaSets:  kinf.Apps().V1().ReplicaSets().Lister(),

@@ -90,6 +90,19 @@ func outdated(pod *corev1.Pod, want *istioclient.Proxy) string {
 	return ""
 }
 
+// newVersion reports whether any of the pods runs another proxy version than
+// want: its proxy image's tag differs. An image that differs only in its
+// registry or repository (a changed mirror) is a configuration change.
+func newVersion(pods []*corev1.Pod, want *istioclient.Proxy) bool {
+	wantTag := parseImage(want.Image).tag
+	for _, pod := range pods {
+		if proxy := proxyOf(pod); proxy != nil && !sameImage(proxy.Image, want.Image) && parseImage(proxy.Image).tag != wantTag {
+			return true
+		}
+	}
+	return false
+}
+
 // proxyOf is the pod's istio-proxy container: a regular container, or a
 // native sidecar (an init container that keeps running).
 func proxyOf(pod *corev1.Pod) *corev1.Container {

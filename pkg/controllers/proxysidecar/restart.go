@@ -66,6 +66,11 @@ func (c *Controller) syncWorkload(ctx context.Context, k Key) (queue.Result, err
 		c.release(k) // the summary reports a blocked workload
 		return queue.Result{}, nil
 	}
+	// Outside the maintenance windows it waits, without a slot. A wait for
+	// a slot or a token ends in a new sync, which checks the window again.
+	if c.heldByWindow(t, k, stale) {
+		return queue.Result{}, nil
+	}
 	if !w.byEviction && !w.rollout.Done {
 		// Someone else's rollout is in progress; restarting now would roll
 		// twice. Its pods may get the new proxy on their own.

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/ptr"
 
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
@@ -28,7 +29,9 @@ const maxNamed = 5
 // and writes the condition.
 func (c *Controller) syncSummary(ctx context.Context, k Key) (queue.Result, error) {
 	// Until Istio is installed with the current configuration nothing is
-	// restarted: restarting now could give pods the old proxy again.
+	// restarted: restarting now could give pods the old proxy again. The
+	// gate's waiting write carries no status.nextMaintenanceWindow, which
+	// clears it: no restart waits for a window then.
 	verdict, cached, err := c.gate().Check(ctx, k.ObjectName())
 	if verdict != status.Proceed {
 		c.dropTarget(k)
@@ -39,7 +42,7 @@ func (c *Controller) syncSummary(ctx context.Context, k Key) (queue.Result, erro
 	if err != nil {
 		return queue.Result{}, err
 	}
-	t := &target{istio: k, proxy: proxy, hash: proxy.Hash(), pacing: cached.Spec.EffectiveRestartPacing(c.defaults)}
+	t := (&target{istio: k, proxy: proxy, hash: proxy.Hash(), pacing: cached.Spec.EffectiveRestartPacing(c.defaults)}).withWindows(&cached.Spec)
 	for _, w := range c.pacer.configure(t.pacing) {
 		c.loop.Add(w) // reserved at the old rate: reserve again at the new one
 	}
@@ -57,6 +60,7 @@ func (c *Controller) syncSummary(ctx context.Context, k Key) (queue.Result, erro
 	c.metrics.Summary(n.outdatedPods, map[string]int{
 		metrics.WorkloadWaiting: len(n.waiting), metrics.WorkloadRolling: len(n.rolling),
 		metrics.WorkloadBlocked: len(n.blocked) + len(n.platformBlocked), metrics.WorkloadManual: len(n.manual),
+		metrics.WorkloadWindow: len(n.held),
 	})
 
 	cond, after := n.condition(t)
@@ -66,14 +70,16 @@ func (c *Controller) syncSummary(ctx context.Context, k Key) (queue.Result, erro
 		// once per ProgressWriteInterval.
 		return queue.Result{RequeueAfter: wait}, nil
 	}
-	_, wrote, err := c.status.Apply(ctx, cached, status.Update{Conditions: []status.Condition{cond}})
+	// Every write carries status.nextMaintenanceWindow, set or not: server-side
+	// apply would drop it from a write that leaves it out.
+	_, wrote, err := c.status.Apply(ctx, cached, status.Update{Conditions: []status.Condition{cond}, Window: n.window()})
 	if err != nil {
 		return queue.Result{}, err
 	}
 	if wrote && (prev == nil || prev.Reason != cond.Reason) {
 		switch cond.Reason {
 		case v1alpha2.ReasonProxySidecarManualRestartRequired, v1alpha2.ReasonProxySidecarRestartFailed,
-			v1alpha2.ReasonProxySidecarRestartPartiallySucceeded:
+			v1alpha2.ReasonProxySidecarRestartPartiallySucceeded, v1alpha2.ReasonProxySidecarMaintenanceWindowInvalid:
 			c.recorder.Event(cached, corev1.EventTypeWarning, cond.Reason, cond.Message)
 		case v1alpha2.ReasonProxySidecarRestartSucceeded:
 			if prev != nil {
@@ -84,20 +90,24 @@ func (c *Controller) syncSummary(ctx context.Context, k Key) (queue.Result, erro
 	return queue.Result{RequeueAfter: after}, nil
 }
 
-// desiredProxy is DesiredProxy of the resource, computed once per generation.
+// desiredProxy is DesiredProxy of the resource, resolved with the
+// operator's image defaults and the profile installed (which the
+// installation controller records in the status with Installed), computed
+// once per generation and profile.
 func (c *Controller) desiredProxy(istio *v1alpha2.Istio) (istioclient.Proxy, error) {
+	profile := istio.Status.Profile
 	c.mu.Lock()
 	d, ok := c.desired[istio.UID]
 	c.mu.Unlock()
-	if ok && d.generation == istio.Generation {
+	if ok && d.generation == istio.Generation && d.profile == profile {
 		return d.proxy, nil
 	}
-	p, err := istioclient.DesiredProxy(&istio.Spec)
+	p, err := istioclient.DesiredProxy(istio.Spec.Resolved(c.images, profile))
 	if err != nil {
 		return p, err
 	}
 	c.mu.Lock()
-	c.desired = map[types.UID]desiredAt{istio.UID: {generation: istio.Generation, proxy: p}}
+	c.desired = map[types.UID]desiredAt{istio.UID: {generation: istio.Generation, profile: profile, proxy: p}}
 	c.mu.Unlock()
 	return p, nil
 }
@@ -131,13 +141,21 @@ type census struct {
 	outdatedPods int
 	restarted    int      // restarted for the target, and on it
 	rolling      []Key    // restarted for the target, rolling out
-	waiting      []Key    // outdated, not yet restarted
+	waiting      []Key    // outdated, not yet restarted, may be restarted now
 	blocked      []string // "namespace/name (why)": paused, stuck, still outdated after the restart
 	// platformBlocked are the blocked workloads of the platform's own
 	// namespaces: an Error, where a customer's is a Warning.
 	platformBlocked []string
 	manual          []string // "namespace/name" of pods nothing can restart
 	excluded        int
+	// held are outdated workloads, not yet restarted, that wait for a
+	// maintenance window; opens is when the next one opens (zero when none
+	// is held, or the windows cannot be read), untilOpens how long that is.
+	held       []Key
+	opens      time.Time
+	untilOpens time.Duration
+	// windowsErr says why the maintenance windows cannot be read.
+	windowsErr error
 	// toStart are the waiting workloads the pacer does not know yet, the
 	// platform's first.
 	toStart []Key
@@ -152,7 +170,9 @@ func (c *Controller) count(t *target) *census {
 	}
 	groups := map[Key]*group{}
 	byReplicaSet := map[types.UID]owner{} // the pods of one ReplicaSet share a workload
-	n := &census{}
+	now := c.clock.Now()
+	inWindow := t.inWindow(now)
+	n := &census{windowsErr: t.windowsErr}
 	objs, _ := c.pods.ByIndex(injectedIndex, "true")
 	for _, o := range objs {
 		pod := o.(*corev1.Pod)
@@ -195,7 +215,7 @@ func (c *Controller) count(t *target) *census {
 		w, err := c.getWorkload(k)
 		if err != nil || w == nil {
 			if len(g.stale) > 0 {
-				n.waiting = append(n.waiting, k) // the cache lags; its own sync resolves it
+				n.wait(k, t.mayRestart(inWindow, g.stale)) // the cache lags; its own sync resolves it
 			}
 			continue
 		}
@@ -238,10 +258,16 @@ func (c *Controller) count(t *target) *census {
 			n.block(k, why, c.platform[k.Namespace])
 			continue
 		}
-		n.waiting = append(n.waiting, k)
+		n.wait(k, t.mayRestart(inWindow, g.stale))
 	}
 
 	sort.Slice(n.waiting, func(i, j int) bool { return c.platformFirst(n.waiting[i], n.waiting[j]) })
+	sort.Slice(n.held, func(i, j int) bool { return c.platformFirst(n.held[i], n.held[j]) })
+	if len(n.held) > 0 {
+		if n.opens = t.nextWindow(now); !n.opens.IsZero() {
+			n.untilOpens = n.opens.Sub(now)
+		}
+	}
 	for _, k := range n.waiting {
 		if !c.pacer.waiting(k) {
 			n.toStart = append(n.toStart, k)
@@ -308,6 +334,25 @@ func describe(owner Key, pod *corev1.Pod) string {
 	return fmt.Sprintf("%s/%s (%s %s)", pod.Namespace, pod.Name, owner.Kind, owner.Name)
 }
 
+// wait records an outdated workload not yet restarted: one that may be
+// restarted now waits its turn, any other waits for a maintenance window.
+func (n *census) wait(k Key, now bool) {
+	if now {
+		n.waiting = append(n.waiting, k)
+		return
+	}
+	n.held = append(n.held, k)
+}
+
+// window is status.nextMaintenanceWindow for the count: when the next
+// window opens while workloads wait for one, to the second the API keeps.
+func (n *census) window() *status.Window {
+	if n.opens.IsZero() {
+		return &status.Window{}
+	}
+	return &status.Window{Opens: ptr.To(metav1.NewTime(n.opens.Truncate(time.Second)))}
+}
+
 // block records a workload that cannot be restarted now, and why.
 func (n *census) block(k Key, why string, platform bool) {
 	entry := fmt.Sprintf("%s/%s (%s)", k.Namespace, k.Name, why)
@@ -331,15 +376,30 @@ func (c *Controller) platformFirst(a, b Key) bool {
 }
 
 // condition is the ProxySidecarRestartSucceeded condition for the count,
-// and when to count again.
-func (n *census) condition(t *target) (status.Condition, time.Duration) {
-	cond := status.Condition{Type: v1alpha2.ConditionProxySidecarRestartSucceeded}
-	total := n.restarted + len(n.rolling) + len(n.waiting) + len(n.blocked) + len(n.platformBlocked)
+// and when to count again. The first reason that applies wins: maintenance
+// windows that cannot be read (nothing restarts until the spec is
+// corrected), restarts in progress, blocked platform workloads, blocked
+// customer workloads, pods that need a manual restart, workloads waiting
+// for a maintenance window, success. Waiting for a window is planned work,
+// so every reason that needs the user wins over it, as the Ready summary
+// ranks an Error or a Warning over Processing; under every reason the
+// message counts the workloads waiting for a window and names its opening.
+func (n *census) condition(t *target) (cond status.Condition, after time.Duration) {
+	defer func() {
+		if n.untilOpens > 0 {
+			after = min(after, n.untilOpens) // back when the window opens
+		}
+	}()
+	cond = status.Condition{Type: v1alpha2.ConditionProxySidecarRestartSucceeded}
+	total := n.restarted + len(n.rolling) + len(n.waiting) + len(n.held) + len(n.blocked) + len(n.platformBlocked)
 	progress := fmt.Sprintf("%d of %d workloads restarted, %d waiting, %d need manual restart",
-		n.restarted, total, len(n.waiting), len(n.manual))
+		n.restarted, total, len(n.waiting)+len(n.held), len(n.manual))
 	var extra []string
 	if len(n.rolling) > 0 {
 		extra = append(extra, fmt.Sprintf("%d rolling out", len(n.rolling)))
+	}
+	if !n.opens.IsZero() {
+		extra = append(extra, fmt.Sprintf("%d wait for the maintenance window that opens at %s", len(n.held), n.opens.Format(time.RFC3339)))
 	}
 	if len(n.platformBlocked) > 0 {
 		extra = append(extra, "platform workloads blocked: "+named(n.platformBlocked))
@@ -354,6 +414,11 @@ func (n *census) condition(t *target) (status.Condition, time.Duration) {
 		progress += " (" + strings.Join(extra, "; ") + ")"
 	}
 	switch {
+	case n.windowsErr != nil:
+		cond.Status, cond.Reason = metav1.ConditionFalse, v1alpha2.ReasonProxySidecarMaintenanceWindowInvalid
+		cond.Message = fmt.Sprintf("No workload is restarted onto proxy %s until the maintenance windows are corrected: %v (%s).",
+			t.proxy.Image, n.windowsErr, progress)
+		return cond, AttentionInterval
 	case len(n.rolling)+len(n.waiting) > 0:
 		cond.Status, cond.Reason = metav1.ConditionFalse, v1alpha2.ReasonProxySidecarRestartInProgress
 		cond.Message = fmt.Sprintf("Restarting workloads onto proxy %s: %s.", t.proxy.Image, progress)
@@ -373,6 +438,10 @@ func (n *census) condition(t *target) (status.Condition, time.Duration) {
 		cond.Message = fmt.Sprintf("The sidecars of the following workloads could not be restarted: %s. Recreate these pods to give them proxy %s (%s).",
 			named(n.manual), t.proxy.Image, progress)
 		return cond, AttentionInterval
+	case len(n.held) > 0:
+		cond.Status, cond.Reason = metav1.ConditionFalse, v1alpha2.ReasonProxySidecarRestartWaitingForWindow
+		cond.Message = fmt.Sprintf("Restarts onto proxy %s wait for a maintenance window: %s.", t.proxy.Image, progress)
+		return cond, WindowWaitInterval
 	}
 	cond.Status, cond.Reason = metav1.ConditionTrue, v1alpha2.ReasonProxySidecarRestartSucceeded
 	cond.Message = fmt.Sprintf("Every injected workload runs proxy %s: %s.", t.proxy.Image, progress)

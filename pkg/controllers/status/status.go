@@ -43,14 +43,25 @@ type Update struct {
 	State            *v1alpha2.State
 	Description      *string
 	InstalledVersion *string
+	// Profile is the installed profile (installation controller).
+	Profile *v1alpha2.Profile
 	// ObservedGeneration, when true, records the generation the summary describes.
 	ObservedGeneration bool
+	// Window is status.nextMaintenanceWindow, owned by the proxy sidecar
+	// controller: it sets Window on every update, with Opens nil when no
+	// restart waits for a window (which clears the field).
+	Window *Window
 	// DerivedFromCurrent, when true, applies the update only to the version
 	// of the object it was computed from (its resourceVersion is a
 	// precondition): a summary of the other controllers' conditions must not
 	// land on a version in which they say something else. A newer version
 	// fails the write with a Conflict, and the retry reads it.
 	DerivedFromCurrent bool
+}
+
+// Window is when the next maintenance window opens.
+type Window struct {
+	Opens *metav1.Time
 }
 
 // Writer applies one controller's status.
@@ -120,8 +131,14 @@ func (w *Writer) Apply(ctx context.Context, current *v1alpha2.Istio, u Update) (
 	if u.InstalledVersion != nil {
 		st.WithInstalledVersion(*u.InstalledVersion)
 	}
+	if u.Profile != nil {
+		st.WithProfile(*u.Profile)
+	}
 	if u.ObservedGeneration {
 		st.WithObservedGeneration(current.Generation)
+	}
+	if u.Window != nil && u.Window.Opens != nil {
+		st.WithNextMaintenanceWindow(*u.Window.Opens)
 	}
 	ac := istioac.Istio(current.Name, current.Namespace).WithStatus(st)
 	// Apply against the UID we read, so a status for a deleted and recreated
@@ -154,8 +171,15 @@ func UpToDate(current *v1alpha2.Istio, u Update) bool {
 	case u.State != nil && *u.State != s.State,
 		u.Description != nil && *u.Description != s.Description,
 		u.InstalledVersion != nil && *u.InstalledVersion != s.InstalledVersion,
+		u.Profile != nil && *u.Profile != s.Profile,
 		u.ObservedGeneration && s.ObservedGeneration != current.Generation:
 		return false
+	}
+	if u.Window != nil {
+		got, want := s.NextMaintenanceWindow, u.Window.Opens
+		if (got == nil) != (want == nil) || (got != nil && !got.Equal(want)) {
+			return false
+		}
 	}
 	return true
 }

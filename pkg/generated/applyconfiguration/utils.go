@@ -50,6 +50,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &operatorv1alpha2.HeadersApplyConfiguration{}
 	case v1alpha2.SchemeGroupVersion.WithKind("HPASpec"):
 		return &operatorv1alpha2.HPASpecApplyConfiguration{}
+	case v1alpha2.SchemeGroupVersion.WithKind("Images"):
+		return &operatorv1alpha2.ImagesApplyConfiguration{}
 	case v1alpha2.SchemeGroupVersion.WithKind("InCheck"):
 		return &operatorv1alpha2.InCheckApplyConfiguration{}
 	case v1alpha2.SchemeGroupVersion.WithKind("Istio"):
@@ -62,6 +64,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &operatorv1alpha2.IstioStatusApplyConfiguration{}
 	case v1alpha2.SchemeGroupVersion.WithKind("KubernetesResourcesConfig"):
 		return &operatorv1alpha2.KubernetesResourcesConfigApplyConfiguration{}
+	case v1alpha2.SchemeGroupVersion.WithKind("MaintenanceWindow"):
+		return &operatorv1alpha2.MaintenanceWindowApplyConfiguration{}
 	case v1alpha2.SchemeGroupVersion.WithKind("Metrics"):
 		return &operatorv1alpha2.MetricsApplyConfiguration{}
 	case v1alpha2.SchemeGroupVersion.WithKind("PilotFeatures"):

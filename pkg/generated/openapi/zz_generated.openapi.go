@@ -43,6 +43,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.Experimental":              schema_pkg_apis_operator_v1alpha2_Experimental(ref),
 		"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.HPASpec":                   schema_pkg_apis_operator_v1alpha2_HPASpec(ref),
 		"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.Headers":                   schema_pkg_apis_operator_v1alpha2_Headers(ref),
+		"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.Images":                    schema_pkg_apis_operator_v1alpha2_Images(ref),
 		"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.InCheck":                   schema_pkg_apis_operator_v1alpha2_InCheck(ref),
 		"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.Istio":                     schema_pkg_apis_operator_v1alpha2_Istio(ref),
 		"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.IstioComponent":            schema_pkg_apis_operator_v1alpha2_IstioComponent(ref),
@@ -50,6 +51,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.IstioSpec":                 schema_pkg_apis_operator_v1alpha2_IstioSpec(ref),
 		"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.IstioStatus":               schema_pkg_apis_operator_v1alpha2_IstioStatus(ref),
 		"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.KubernetesResourcesConfig": schema_pkg_apis_operator_v1alpha2_KubernetesResourcesConfig(ref),
+		"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.MaintenanceWindow":         schema_pkg_apis_operator_v1alpha2_MaintenanceWindow(ref),
 		"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.Metrics":                   schema_pkg_apis_operator_v1alpha2_Metrics(ref),
 		"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.PilotFeatures":             schema_pkg_apis_operator_v1alpha2_PilotFeatures(ref),
 		"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.ProxyComponent":            schema_pkg_apis_operator_v1alpha2_ProxyComponent(ref),
@@ -719,6 +721,46 @@ func schema_pkg_apis_operator_v1alpha2_Headers(ref common.ReferenceCallback) com
 	}
 }
 
+func schema_pkg_apis_operator_v1alpha2_Images(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "Images sets where Istio's images come from. Extension.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"registry": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Registry is the registry, and repository path, of every Istio image the operator installs and of the injected sidecar proxies, as host[:port][/path] (\"registry.example.com/istio\"). Images keep Istio's names and the operator's version as their tag. A change of it restarts every injected workload once.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"pullSecrets": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "PullSecrets are the names of image pull Secrets set on Istio's ServiceAccounts and on every injected pod. Each Secret must exist in istio-system and in every namespace with injected workloads.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Default: "",
+										Type:    []string{"string"},
+										Format:  "",
+									},
+								},
+							},
+						},
+					},
+				},
+			},
+		},
+	}
+}
+
 func schema_pkg_apis_operator_v1alpha2_InCheck(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -948,11 +990,24 @@ func schema_pkg_apis_operator_v1alpha2_IstioSpec(ref common.ReferenceCallback) c
 							Ref:         ref("github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.ProxyRestart"),
 						},
 					},
+					"images": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Images sets where Istio's images are pulled from. Unset fields take the operator's --istio-registry and --image-pull-secrets. Extension.",
+							Ref:         ref("github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.Images"),
+						},
+					},
+					"profile": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Profile sizes Istio's components: Evaluation (one replica each, small requests and limits) or Production. Unset, the operator chooses from the cluster's allocatable resources and reports the choice in status.profile. Extension.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
 				},
 			},
 		},
 		Dependencies: []string{
-			"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.Components", "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.Config", "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.Experimental", "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.ProxyRestart"},
+			"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.Components", "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.Config", "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.Experimental", "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.Images", "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.ProxyRestart"},
 	}
 }
 
@@ -1013,11 +1068,24 @@ func schema_pkg_apis_operator_v1alpha2_IstioStatus(ref common.ReferenceCallback)
 							Format:      "",
 						},
 					},
+					"profile": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Profile is the profile Istio is installed with. Written by the installation controller.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"nextMaintenanceWindow": {
+						SchemaProps: spec.SchemaProps{
+							Description: "NextMaintenanceWindow is when the next maintenance window opens while proxy restarts wait for one. Written by the proxy sidecar controller.",
+							Ref:         ref(metav1.Time{}.OpenAPIModelName()),
+						},
+					},
 				},
 			},
 		},
 		Dependencies: []string{
-			metav1.Condition{}.OpenAPIModelName()},
+			metav1.Condition{}.OpenAPIModelName(), metav1.Time{}.OpenAPIModelName()},
 	}
 }
 
@@ -1051,6 +1119,63 @@ func schema_pkg_apis_operator_v1alpha2_KubernetesResourcesConfig(ref common.Refe
 		},
 		Dependencies: []string{
 			"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.HPASpec", "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.Resources", "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.Strategy"},
+	}
+}
+
+func schema_pkg_apis_operator_v1alpha2_MaintenanceWindow(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "MaintenanceWindow is a weekly recurring time span. A window that is open lets restarts start; a wave in progress when it closes stops starting new restarts until the next one opens.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"days": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "set",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "Days are the days of the week on which the window opens; unset, every day.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Default: "",
+										Type:    []string{"string"},
+										Format:  "",
+									},
+								},
+							},
+						},
+					},
+					"start": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Start is the time of day the window opens, as HH:MM (24 hours).",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"duration": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Duration is how long the window stays open, as a Go duration (\"2h\", \"90m\"), from one minute to one week.",
+							Ref:         ref(metav1.Duration{}.OpenAPIModelName()),
+						},
+					},
+					"timeZone": {
+						SchemaProps: spec.SchemaProps{
+							Description: "TimeZone is the IANA time zone of Start (\"Europe/Berlin\"); unset, UTC.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"start", "duration"},
+			},
+		},
+		Dependencies: []string{
+			metav1.Duration{}.OpenAPIModelName()},
 	}
 }
 
@@ -1164,11 +1289,37 @@ func schema_pkg_apis_operator_v1alpha2_ProxyRestart(ref common.ReferenceCallback
 							Format:      "int32",
 						},
 					},
+					"maintenanceWindows": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "MaintenanceWindows, when set, confine restarts for a changed proxy configuration to these windows: outside them the workloads wait, and status.nextMaintenanceWindow says when the next one opens.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Default: map[string]interface{}{},
+										Ref:     ref("github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.MaintenanceWindow"),
+									},
+								},
+							},
+						},
+					},
+					"versionUpgrades": {
+						SchemaProps: spec.SchemaProps{
+							Description: "VersionUpgrades says whether restarts for a new Istio version wait for a maintenance window too (InWindow, the default) or start at once (Immediate). Without maintenance windows it has no effect.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
 				},
 			},
 		},
 		Dependencies: []string{
-			resource.Quantity{}.OpenAPIModelName()},
+			"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.MaintenanceWindow", resource.Quantity{}.OpenAPIModelName()},
 	}
 }
 

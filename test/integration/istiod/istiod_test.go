@@ -88,6 +88,33 @@ func injectedPods(t *testing.T, cs kubernetes.Interface, ns string, n int) []cor
 	return pods
 }
 
+// waitLivePods waits until ns has n pods not being deleted and check
+// accepts each of them.
+func waitLivePods(t *testing.T, cs kubernetes.Interface, ns string, n int, what string, check func(*corev1.Pod) error) {
+	t.Helper()
+	cluster.WaitFor(t, timeout, what, func(ctx context.Context) (bool, error) {
+		list, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		live := 0
+		for i := range list.Items {
+			p := &list.Items[i]
+			if p.DeletionTimestamp != nil {
+				continue
+			}
+			live++
+			if err := check(p); err != nil {
+				return false, err
+			}
+		}
+		if live != n {
+			return false, fmt.Errorf("%d live pods", live)
+		}
+		return true, nil
+	})
+}
+
 // TestInjectionThroughInstalledWebhook: a pod created in a namespace with
 // istio-injection=enabled gets the sidecar of Istio 1.31.1 from the real
 // istiod, through the MutatingWebhookConfiguration the operator installed,
@@ -449,33 +476,19 @@ func TestProxyUpgradeThroughRealInjector(t *testing.T) {
 		t.Fatal(err)
 	}
 	var newHash string
-	cluster.WaitFor(t, timeout, "every pod re-injected with the new proxy resources", func(ctx context.Context) (bool, error) {
-		list, err := cs.CoreV1().Pods(mesh).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return false, err
+	waitLivePods(t, cs, mesh, workloads*replicas, "every pod re-injected with the new proxy resources", func(p *corev1.Pod) error {
+		if got := proxyCPU(p); got != "30m" {
+			return fmt.Errorf("pod %s: proxy CPU %s", p.Name, got)
 		}
-		live := 0
-		for _, p := range list.Items {
-			if p.DeletionTimestamp != nil {
-				continue
-			}
-			live++
-			if got := proxyCPU(&p); got != "30m" {
-				return false, fmt.Errorf("pod %s: proxy CPU %s", p.Name, got)
-			}
-			if !hasEnv(cluster.Proxy(&p), "ISTIO_META_DNS_CAPTURE", "true") {
-				return false, fmt.Errorf("pod %s: proxy without ISTIO_META_DNS_CAPTURE=true", p.Name)
-			}
-			h := p.Annotations[istioclient.ProxyConfigAnnotation]
-			if h == "" || h == oldHash || (newHash != "" && h != newHash) {
-				return false, fmt.Errorf("pod %s: proxy-configuration %q (before %q)", p.Name, h, oldHash)
-			}
-			newHash = h
+		if !hasEnv(cluster.Proxy(p), "ISTIO_META_DNS_CAPTURE", "true") {
+			return fmt.Errorf("pod %s: proxy without ISTIO_META_DNS_CAPTURE=true", p.Name)
 		}
-		if live != workloads*replicas {
-			return false, fmt.Errorf("%d live pods", live)
+		h := p.Annotations[istioclient.ProxyConfigAnnotation]
+		if h == "" || h == oldHash || (newHash != "" && h != newHash) {
+			return fmt.Errorf("pod %s: proxy-configuration %q (before %q)", p.Name, h, oldHash)
 		}
-		return true, nil
+		newHash = h
+		return nil
 	})
 	operatortest.WaitForState(t, timeout, ns, "default", v1alpha2.StateReady,
 		v1alpha2.ConditionProxySidecarRestartSucceeded, metav1.ConditionTrue, v1alpha2.ReasonProxySidecarRestartSucceeded)

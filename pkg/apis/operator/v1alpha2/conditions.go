@@ -73,6 +73,13 @@ const (
 	// ProxySidecarRestartFailed (an Error).
 	ReasonProxySidecarRestartPartiallySucceeded = "ProxySidecarRestartPartiallySucceeded"
 	ReasonProxySidecarManualRestartRequired     = "ProxySidecarManualRestartRequired"
+	// ReasonProxySidecarRestartWaitingForWindow: outdated workloads wait for
+	// the next maintenance window (planned work, Processing).
+	ReasonProxySidecarRestartWaitingForWindow = "ProxySidecarRestartWaitingForWindow"
+	// ReasonProxySidecarMaintenanceWindowInvalid: a maintenance window names
+	// a time zone the operator does not know, so nothing is restarted (an
+	// Error).
+	ReasonProxySidecarMaintenanceWindowInvalid = "ProxySidecarMaintenanceWindowInvalid"
 )
 
 // Reasons of IngressGatewayReady and IngressTargetingUserResourceFound.
@@ -119,6 +126,9 @@ const (
 	EventUninstallSucceeded    = "UninstallSucceeded"
 	EventUninstallFailed       = "UninstallFailed"
 	EventNamespaceKept         = "NamespaceKept"
+	// EventProfileChanged: the installation's profile changed (spec.profile,
+	// or the promotion of an evaluation installation).
+	EventProfileChanged = "ProfileChanged"
 )
 
 // Events of the proxy sidecar controller. Restarted and EvictionBlocked are

@@ -12,6 +12,7 @@ import (
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	structuralschema "k8s.io/apiextensions-apiserver/pkg/apiserver/schema"
 	"k8s.io/apiextensions-apiserver/pkg/apiserver/schema/cel"
+	"k8s.io/apiextensions-apiserver/pkg/apiserver/schema/listtype"
 	"k8s.io/apiextensions-apiserver/pkg/apiserver/schema/pruning"
 	"k8s.io/apiextensions-apiserver/pkg/apiserver/validation"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -32,14 +33,7 @@ type crdSchema struct {
 
 func loadCRD(t *testing.T) *crdSchema {
 	t.Helper()
-	data, err := os.ReadFile("../../../../deploy/crds/operator.kyma-project.io_istios.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var crd apiextensionsv1.CustomResourceDefinition
-	if err := yaml.UnmarshalStrict(data, &crd); err != nil {
-		t.Fatal(err)
-	}
+	crd := readCRD(t)
 	if len(crd.Spec.Versions) != 1 || crd.Spec.Versions[0].Name != "v1alpha2" {
 		t.Fatalf("CRD serves %d versions, want exactly v1alpha2", len(crd.Spec.Versions))
 	}
@@ -66,6 +60,7 @@ func (c *crdSchema) validate(obj map[string]any) field.ErrorList {
 		errs = append(errs, field.Invalid(field.NewPath(p), nil, fmt.Sprintf("unknown field %q", p)))
 	}
 	errs = append(errs, validation.ValidateCustomResource(nil, obj, c.openapi)...)
+	errs = append(errs, listtype.ValidateListSetsAndMaps(nil, c.s, obj)...)
 	if len(errs) > 0 {
 		return errs
 	}
@@ -140,7 +135,17 @@ const kymaEverything = `
     enableAmbient: false
     enableDualStack: false
   deletionStrategy: Cascading
-  proxyRestart: {restartsPerSecond: "0.5", maxConcurrentRollouts: 10}
+  proxyRestart:
+    restartsPerSecond: "0.5"
+    maxConcurrentRollouts: 10
+    maintenanceWindows:
+    - {days: [Sat, Sun], start: "02:00", duration: 4h, timeZone: Europe/Berlin}
+    - {start: "23:30", duration: 90m}
+    versionUpgrades: Immediate
+  images:
+    registry: registry.example.com:5000/mirror/istio
+    pullSecrets: [registry-credentials, mirror.pull]
+  profile: Evaluation
 `
 
 func TestCRDAcceptsLegalResources(t *testing.T) {
@@ -156,6 +161,9 @@ func TestCRDAcceptsLegalResources(t *testing.T) {
 		"equal min max":    "  components: {pilot: {k8s: {hpaSpec: {minReplicas: 2, maxReplicas: 2}}}}\n",
 		"composite dur":    "  config: {authorizers: [{name: a, port: 1, timeout: 1m30s}]}\n",
 		"blocking delete":  "  deletionStrategy: Blocking\n",
+		"registry host":    "  images: {registry: localhost:5000}\n",
+		"week-long window": "  proxyRestart: {maintenanceWindows: [{start: \"00:00\", duration: 168h}]}\n",
+		"minute window":    "  proxyRestart: {maintenanceWindows: [{start: \"23:59\", duration: 1m, timeZone: America/Argentina/Buenos_Aires}]}\n",
 		"request at limit": "  components: {proxy: {k8s: {resources: {requests: {cpu: 500m, memory: 1Gi}, limits: {cpu: \"0.5\", memory: 1024Mi}}}}}\n",
 		"only surge zero":  "  components: {pilot: {k8s: {strategy: {rollingUpdate: {maxSurge: 0, maxUnavailable: 1}}}}}\n",
 	} {
@@ -199,15 +207,22 @@ func TestCRDRejectsInvalidFieldsNamingThem(t *testing.T) {
 	}
 }
 
-func TestCRDPresentation(t *testing.T) {
+// readCRD reads deploy/crds as the API server would be given it.
+func readCRD(t *testing.T) *apiextensionsv1.CustomResourceDefinition {
+	t.Helper()
 	data, err := os.ReadFile("../../../../deploy/crds/operator.kyma-project.io_istios.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var crd apiextensionsv1.CustomResourceDefinition
-	if err := yaml.Unmarshal(data, &crd); err != nil {
+	if err := yaml.UnmarshalStrict(data, &crd); err != nil {
 		t.Fatal(err)
 	}
+	return &crd
+}
+
+func TestCRDPresentation(t *testing.T) {
+	crd := readCRD(t)
 	v := crd.Spec.Versions[0]
 	if v.Subresources == nil || v.Subresources.Status == nil {
 		t.Error("the status subresource is not enabled")
@@ -216,8 +231,14 @@ func TestCRDPresentation(t *testing.T) {
 	for _, c := range v.AdditionalPrinterColumns {
 		cols = append(cols, c.Name)
 	}
-	if got := strings.Join(cols, ","); got != "State,Istio,Ready,Age" {
-		t.Errorf("printer columns %s, want State,Istio,Ready,Age", got)
+	// Kyma's four, then ours, shown with -o wide only (priority 1).
+	if got, want := strings.Join(cols, ","), "State,Istio,Ready,Age,Profile,Next window"; got != want {
+		t.Errorf("printer columns %s, want %s", got, want)
+	}
+	for _, c := range v.AdditionalPrinterColumns[4:] {
+		if c.Priority != 1 {
+			t.Errorf("printer column %s has priority %d, want 1 (-o wide)", c.Name, c.Priority)
+		}
 	}
 	if got := strings.Join(crd.Spec.Names.Categories, ","); got != "kyma-modules,kyma-istio" {
 		t.Errorf("categories %s, want Kyma's kyma-modules,kyma-istio", got)

@@ -1,6 +1,10 @@
 package v1alpha2
 
-import "k8s.io/apimachinery/pkg/api/resource"
+import (
+	"slices"
+
+	"k8s.io/apimachinery/pkg/api/resource"
+)
 
 // Defaults are applied in code rather than by the API server, so that a Kyma
 // user's resources read back exactly as they were written.
@@ -57,3 +61,36 @@ func NewQuantity(s string) *resource.Quantity {
 	q := resource.MustParse(s)
 	return &q
 }
+
+// Resolved returns a copy of the spec as the operator installs it: the
+// image settings the resource leaves unset filled from the operator's
+// defaults (its --istio-registry and --image-pull-secrets), and Profile
+// set to the profile decided for the cluster. Everything that derives
+// Istio's configuration from a spec takes a resolved one, so that the
+// installation and the proxy sidecar controllers derive the same.
+func (s *IstioSpec) Resolved(defaults Images, profile Profile) *IstioSpec {
+	r := s.DeepCopy()
+	var img Images
+	if r.Images != nil {
+		img = *r.Images
+	}
+	if img.Registry == "" {
+		img.Registry = defaults.Registry
+	}
+	if len(img.PullSecrets) == 0 {
+		img.PullSecrets = slices.Clone(defaults.PullSecrets)
+	}
+	r.Images = nil
+	if img.Registry != "" || len(img.PullSecrets) > 0 {
+		r.Images = &img
+	}
+	r.Profile = profile
+	return r
+}
+
+// RegistryPattern is the schema's pattern of spec.images.registry, for the
+// operator's flag of the same meaning.
+const RegistryPattern = `^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$`
+
+// PullSecretPattern is the schema's pattern of spec.images.pullSecrets items.
+const PullSecretPattern = `^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`

@@ -17,6 +17,8 @@ import (
 // +kubebuilder:printcolumn:name="Istio",type=string,JSONPath=`.status.installedVersion`,description="Installed Istio version"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Profile",type=string,JSONPath=`.status.profile`,priority=1,description="Installed profile"
+// +kubebuilder:printcolumn:name="Next window",type=string,JSONPath=`.status.nextMaintenanceWindow`,priority=1,description="When the next maintenance window for proxy restarts opens"
 
 // Istio describes the Istio installation the operator keeps in the cluster
 // and reports its state.
@@ -77,6 +79,51 @@ type IstioSpec struct {
 	// outdated. Unset fields take the operator's flag defaults. Extension.
 	// +optional
 	ProxyRestart *ProxyRestart `json:"proxyRestart,omitempty"`
+	// Images sets where Istio's images are pulled from. Unset fields take
+	// the operator's --istio-registry and --image-pull-secrets. Extension.
+	// +optional
+	Images *Images `json:"images,omitempty"`
+	// Profile sizes Istio's components: Evaluation (one replica each, small
+	// requests and limits) or Production. Unset, the operator chooses from
+	// the cluster's allocatable resources and reports the choice in
+	// status.profile. Extension.
+	// +optional
+	// +kubebuilder:validation:Enum=Evaluation;Production
+	Profile Profile `json:"profile,omitempty"`
+}
+
+// Profile is a sizing of Istio's components.
+type Profile string
+
+const (
+	// ProfileEvaluation runs one replica of istiod and of each gateway,
+	// without autoscaling, with small requests and limits.
+	ProfileEvaluation Profile = "Evaluation"
+	// ProfileProduction autoscales istiod and the gateways and gives every
+	// component production requests and limits.
+	ProfileProduction Profile = "Production"
+)
+
+// Images sets where Istio's images come from. Extension.
+type Images struct {
+	// Registry is the registry, and repository path, of every Istio image
+	// the operator installs and of the injected sidecar proxies, as
+	// host[:port][/path] ("registry.example.com/istio"). Images keep
+	// Istio's names and the operator's version as their tag. A change of
+	// it restarts every injected workload once.
+	// +optional
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$`
+	Registry string `json:"registry,omitempty"`
+	// PullSecrets are the names of image pull Secrets set on Istio's
+	// ServiceAccounts and on every injected pod. Each Secret must exist in
+	// istio-system and in every namespace with injected workloads.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +listType=atomic
+	PullSecrets []string `json:"pullSecrets,omitempty"`
 }
 
 // DeletionStrategy is what the operator does with user-created Istio
@@ -105,7 +152,61 @@ type ProxyRestart struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=10000
 	MaxConcurrentRollouts *int32 `json:"maxConcurrentRollouts,omitempty"`
+	// MaintenanceWindows, when set, confine restarts for a changed proxy
+	// configuration to these windows: outside them the workloads wait, and
+	// status.nextMaintenanceWindow says when the next one opens.
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	MaintenanceWindows []MaintenanceWindow `json:"maintenanceWindows,omitempty"`
+	// VersionUpgrades says whether restarts for a new Istio version wait for
+	// a maintenance window too (InWindow, the default) or start at once
+	// (Immediate). Without maintenance windows it has no effect.
+	// +optional
+	// +kubebuilder:validation:Enum=InWindow;Immediate
+	VersionUpgrades VersionUpgradeRestarts `json:"versionUpgrades,omitempty"`
 }
+
+// MaintenanceWindow is a weekly recurring time span. A window that is open
+// lets restarts start; a wave in progress when it closes stops starting
+// new restarts until the next one opens.
+type MaintenanceWindow struct {
+	// Days are the days of the week on which the window opens; unset, every day.
+	// +optional
+	// +kubebuilder:validation:MaxItems=7
+	// +kubebuilder:validation:items:Enum=Mon;Tue;Wed;Thu;Fri;Sat;Sun
+	// +listType=set
+	Days []Weekday `json:"days,omitempty"`
+	// Start is the time of day the window opens, as HH:MM (24 hours).
+	// +kubebuilder:validation:Pattern=`^([01][0-9]|2[0-3]):[0-5][0-9]$`
+	Start string `json:"start"`
+	// Duration is how long the window stays open, as a Go duration ("2h",
+	// "90m"), from one minute to one week.
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('168h')",message="spec.proxyRestart.maintenanceWindows[].duration must be from 1m to 168h"
+	Duration metav1.Duration `json:"duration"`
+	// TimeZone is the IANA time zone of Start ("Europe/Berlin"); unset, UTC.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$`
+	TimeZone string `json:"timeZone,omitempty"`
+}
+
+// Weekday is a day of the week, abbreviated to three letters.
+type Weekday string
+
+// VersionUpgradeRestarts is when restarts for a new Istio version start.
+type VersionUpgradeRestarts string
+
+const (
+	// VersionUpgradesInWindow restarts for a new Istio version only in a
+	// maintenance window, like a configuration change.
+	VersionUpgradesInWindow VersionUpgradeRestarts = "InWindow"
+	// VersionUpgradesImmediate restarts for a new Istio version at once:
+	// proxies should not run older than istiod for long.
+	VersionUpgradesImmediate VersionUpgradeRestarts = "Immediate"
+)
 
 // Config configures the mesh.
 type Config struct {
@@ -472,4 +573,12 @@ type IstioStatus struct {
 	// InstalledVersion is the Istio version found installed in the cluster.
 	// +optional
 	InstalledVersion string `json:"installedVersion,omitempty"`
+	// Profile is the profile Istio is installed with. Written by the
+	// installation controller.
+	// +optional
+	Profile Profile `json:"profile,omitempty"`
+	// NextMaintenanceWindow is when the next maintenance window opens while
+	// proxy restarts wait for one. Written by the proxy sidecar controller.
+	// +optional
+	NextMaintenanceWindow *metav1.Time `json:"nextMaintenanceWindow,omitempty"`
 }

@@ -509,6 +509,18 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: toUpstream
       type:
         namedType: com.github.meshkeeper.istio-operator.pkg.apis.operator.v1alpha2.ToUpstream
+- name: com.github.meshkeeper.istio-operator.pkg.apis.operator.v1alpha2.Images
+  map:
+    fields:
+    - name: pullSecrets
+      type:
+        list:
+          elementType:
+            scalar: string
+          elementRelationship: atomic
+    - name: registry
+      type:
+        scalar: string
 - name: com.github.meshkeeper.istio-operator.pkg.apis.operator.v1alpha2.InCheck
   map:
     fields:
@@ -572,9 +584,15 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: experimental
       type:
         namedType: com.github.meshkeeper.istio-operator.pkg.apis.operator.v1alpha2.Experimental
+    - name: images
+      type:
+        namedType: com.github.meshkeeper.istio-operator.pkg.apis.operator.v1alpha2.Images
     - name: networkPoliciesEnabled
       type:
         scalar: boolean
+    - name: profile
+      type:
+        scalar: string
     - name: proxyRestart
       type:
         namedType: com.github.meshkeeper.istio-operator.pkg.apis.operator.v1alpha2.ProxyRestart
@@ -595,9 +613,15 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: installedVersion
       type:
         scalar: string
+    - name: nextMaintenanceWindow
+      type:
+        namedType: Time.v1.meta.apis.pkg.apimachinery.k8s.io
     - name: observedGeneration
       type:
         scalar: numeric
+    - name: profile
+      type:
+        scalar: string
     - name: state
       type:
         scalar: string
@@ -613,6 +637,25 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: strategy
       type:
         namedType: com.github.meshkeeper.istio-operator.pkg.apis.operator.v1alpha2.Strategy
+- name: com.github.meshkeeper.istio-operator.pkg.apis.operator.v1alpha2.MaintenanceWindow
+  map:
+    fields:
+    - name: days
+      type:
+        list:
+          elementType:
+            scalar: string
+          elementRelationship: associative
+    - name: duration
+      type:
+        namedType: Duration.v1.meta.apis.pkg.apimachinery.k8s.io
+    - name: start
+      type:
+        scalar: string
+      default: ""
+    - name: timeZone
+      type:
+        scalar: string
 - name: com.github.meshkeeper.istio-operator.pkg.apis.operator.v1alpha2.Metrics
   map:
     fields:
@@ -643,12 +686,21 @@ var schemaYAML = typed.YAMLObject(`types:
 - name: com.github.meshkeeper.istio-operator.pkg.apis.operator.v1alpha2.ProxyRestart
   map:
     fields:
+    - name: maintenanceWindows
+      type:
+        list:
+          elementType:
+            namedType: com.github.meshkeeper.istio-operator.pkg.apis.operator.v1alpha2.MaintenanceWindow
+          elementRelationship: atomic
     - name: maxConcurrentRollouts
       type:
         scalar: numeric
     - name: restartsPerSecond
       type:
         namedType: Quantity.resource.api.pkg.apimachinery.k8s.io
+    - name: versionUpgrades
+      type:
+        scalar: string
 - name: com.github.meshkeeper.istio-operator.pkg.apis.operator.v1alpha2.ProxyStatsMatcher
   map:
     fields:

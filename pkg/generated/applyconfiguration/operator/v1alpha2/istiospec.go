@@ -50,6 +50,14 @@ type IstioSpecApplyConfiguration struct {
 	// ProxyRestart paces the restarts of workloads whose sidecar proxy is
 	// outdated. Unset fields take the operator's flag defaults. Extension.
 	ProxyRestart *ProxyRestartApplyConfiguration `json:"proxyRestart,omitempty"`
+	// Images sets where Istio's images are pulled from. Unset fields take
+	// the operator's --istio-registry and --image-pull-secrets. Extension.
+	Images *ImagesApplyConfiguration `json:"images,omitempty"`
+	// Profile sizes Istio's components: Evaluation (one replica each, small
+	// requests and limits) or Production. Unset, the operator chooses from
+	// the cluster's allocatable resources and reports the choice in
+	// status.profile. Extension.
+	Profile *operatorv1alpha2.Profile `json:"profile,omitempty"`
 }
 
 // IstioSpecApplyConfiguration constructs a declarative configuration of the IstioSpec type for use with
@@ -119,5 +127,21 @@ func (b *IstioSpecApplyConfiguration) WithDeletionStrategy(value operatorv1alpha
 // If called multiple times, the ProxyRestart field is set to the value of the last call.
 func (b *IstioSpecApplyConfiguration) WithProxyRestart(value *ProxyRestartApplyConfiguration) *IstioSpecApplyConfiguration {
 	b.ProxyRestart = value
+	return b
+}
+
+// WithImages sets the Images field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Images field is set to the value of the last call.
+func (b *IstioSpecApplyConfiguration) WithImages(value *ImagesApplyConfiguration) *IstioSpecApplyConfiguration {
+	b.Images = value
+	return b
+}
+
+// WithProfile sets the Profile field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Profile field is set to the value of the last call.
+func (b *IstioSpecApplyConfiguration) WithProfile(value operatorv1alpha2.Profile) *IstioSpecApplyConfiguration {
+	b.Profile = &value
 	return b
 }

@@ -20,6 +20,7 @@ package v1alpha2
 
 import (
 	operatorv1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	v1 "k8s.io/client-go/applyconfigurations/meta/v1"
 )
 
@@ -39,6 +40,12 @@ type IstioStatusApplyConfiguration struct {
 	ObservedGeneration *int64 `json:"observedGeneration,omitempty"`
 	// InstalledVersion is the Istio version found installed in the cluster.
 	InstalledVersion *string `json:"installedVersion,omitempty"`
+	// Profile is the profile Istio is installed with. Written by the
+	// installation controller.
+	Profile *operatorv1alpha2.Profile `json:"profile,omitempty"`
+	// NextMaintenanceWindow is when the next maintenance window opens while
+	// proxy restarts wait for one. Written by the proxy sidecar controller.
+	NextMaintenanceWindow *metav1.Time `json:"nextMaintenanceWindow,omitempty"`
 }
 
 // IstioStatusApplyConfiguration constructs a declarative configuration of the IstioStatus type for use with
@@ -89,5 +96,21 @@ func (b *IstioStatusApplyConfiguration) WithObservedGeneration(value int64) *Ist
 // If called multiple times, the InstalledVersion field is set to the value of the last call.
 func (b *IstioStatusApplyConfiguration) WithInstalledVersion(value string) *IstioStatusApplyConfiguration {
 	b.InstalledVersion = &value
+	return b
+}
+
+// WithProfile sets the Profile field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Profile field is set to the value of the last call.
+func (b *IstioStatusApplyConfiguration) WithProfile(value operatorv1alpha2.Profile) *IstioStatusApplyConfiguration {
+	b.Profile = &value
+	return b
+}
+
+// WithNextMaintenanceWindow sets the NextMaintenanceWindow field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the NextMaintenanceWindow field is set to the value of the last call.
+func (b *IstioStatusApplyConfiguration) WithNextMaintenanceWindow(value metav1.Time) *IstioStatusApplyConfiguration {
+	b.NextMaintenanceWindow = &value
 	return b
 }

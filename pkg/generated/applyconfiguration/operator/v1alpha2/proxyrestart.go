@@ -19,6 +19,7 @@ limitations under the License.
 package v1alpha2
 
 import (
+	operatorv1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
 	resource "k8s.io/apimachinery/pkg/api/resource"
 )
 
@@ -33,6 +34,14 @@ type ProxyRestartApplyConfiguration struct {
 	RestartsPerSecond *resource.Quantity `json:"restartsPerSecond,omitempty"`
 	// MaxConcurrentRollouts is the most workloads rolling out at once.
 	MaxConcurrentRollouts *int32 `json:"maxConcurrentRollouts,omitempty"`
+	// MaintenanceWindows, when set, confine restarts for a changed proxy
+	// configuration to these windows: outside them the workloads wait, and
+	// status.nextMaintenanceWindow says when the next one opens.
+	MaintenanceWindows []MaintenanceWindowApplyConfiguration `json:"maintenanceWindows,omitempty"`
+	// VersionUpgrades says whether restarts for a new Istio version wait for
+	// a maintenance window too (InWindow, the default) or start at once
+	// (Immediate). Without maintenance windows it has no effect.
+	VersionUpgrades *operatorv1alpha2.VersionUpgradeRestarts `json:"versionUpgrades,omitempty"`
 }
 
 // ProxyRestartApplyConfiguration constructs a declarative configuration of the ProxyRestart type for use with
@@ -54,5 +63,26 @@ func (b *ProxyRestartApplyConfiguration) WithRestartsPerSecond(value resource.Qu
 // If called multiple times, the MaxConcurrentRollouts field is set to the value of the last call.
 func (b *ProxyRestartApplyConfiguration) WithMaxConcurrentRollouts(value int32) *ProxyRestartApplyConfiguration {
 	b.MaxConcurrentRollouts = &value
+	return b
+}
+
+// WithMaintenanceWindows adds the given value to the MaintenanceWindows field in the declarative configuration
+// and returns the receiver, so that objects can be build by chaining "With" function invocations.
+// If called multiple times, values provided by each call will be appended to the MaintenanceWindows field.
+func (b *ProxyRestartApplyConfiguration) WithMaintenanceWindows(values ...*MaintenanceWindowApplyConfiguration) *ProxyRestartApplyConfiguration {
+	for i := range values {
+		if values[i] == nil {
+			panic("nil value passed to WithMaintenanceWindows")
+		}
+		b.MaintenanceWindows = append(b.MaintenanceWindows, *values[i])
+	}
+	return b
+}
+
+// WithVersionUpgrades sets the VersionUpgrades field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the VersionUpgrades field is set to the value of the last call.
+func (b *ProxyRestartApplyConfiguration) WithVersionUpgrades(value operatorv1alpha2.VersionUpgradeRestarts) *ProxyRestartApplyConfiguration {
+	b.VersionUpgrades = &value
 	return b
 }
