@@ -1005,19 +1005,27 @@ func checkPrinterColumns(t *testing.T) {
 		t.Fatal(err)
 	}
 	var names []string
+	var wide []string // shown only with -o wide
 	for _, c := range table.ColumnDefinitions {
 		names = append(names, c.Name)
+		if c.Priority > 0 {
+			wide = append(wide, c.Name)
+		}
 	}
-	if want := []string{"Name", "State", "Istio", "Ready", "Age"}; !slices.Equal(names, want) {
+	if want := []string{"Name", "State", "Istio", "Ready", "Age", "Profile", "Next window"}; !slices.Equal(names, want) {
 		t.Fatalf("columns %v, want %v", names, want)
+	}
+	if want := []string{"Profile", "Next window"}; !slices.Equal(wide, want) {
+		t.Errorf("columns shown only with -o wide %v, want %v", wide, want)
 	}
 	if len(table.Rows) != 1 {
 		t.Fatalf("%d rows, want 1", len(table.Rows))
 	}
 	cells := table.Rows[0].Cells
-	want := []any{"default", string(v1alpha2.StateReady), istioclient.Version, "True"}
+	// The kwok nodes are large: Production. No restart waits for a window.
+	want := []any{"default", string(v1alpha2.StateReady), istioclient.Version, "True", nil, string(v1alpha2.ProfileProduction), nil}
 	for i, w := range want {
-		if cells[i] != w {
+		if i != 4 && cells[i] != w { // Age varies
 			t.Errorf("column %s is %v, want %v", names[i], cells[i], w)
 		}
 	}
@@ -1027,6 +1035,13 @@ func checkPrinterColumns(t *testing.T) {
 	}
 	if header := strings.Fields(strings.SplitN(out, "\n", 2)[0]); !slices.Equal(header, []string{"NAME", "STATE", "ISTIO", "READY", "AGE"}) {
 		t.Errorf("kubectl get istio shows\n%s", out)
+	}
+	out, err = kubectl(t, "get", "istio", "-n", namespace, "-o", "wide")
+	if err != nil {
+		t.Fatalf("kubectl get istio -o wide: %v\n%s", err, out)
+	}
+	if header := strings.Fields(strings.SplitN(out, "\n", 2)[0]); !slices.Equal(header, []string{"NAME", "STATE", "ISTIO", "READY", "AGE", "PROFILE", "NEXT", "WINDOW"}) {
+		t.Errorf("kubectl get istio -o wide shows\n%s", out)
 	}
 }
 
