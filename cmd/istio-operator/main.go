@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/klog/v2"
 
+	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/installation"
 	"github.com/meshkeeper/istio-operator/pkg/istioclient"
 	"github.com/meshkeeper/istio-operator/pkg/logging"
@@ -107,6 +108,12 @@ func run(args []string) int {
 	o.Images = images
 	if maxRollouts < 0 || o.RestartPacing.RestartsPerSecond < 0 || o.RestartEvents.Burst < 0 || o.RestartEvents.PerSecond < 0 {
 		fmt.Fprintln(os.Stderr, "--proxy-restarts-per-second, --proxy-max-concurrent-rollouts, --proxy-restart-events-burst and --proxy-restart-events-per-second must not be negative")
+		return 2
+	}
+	if r := o.RestartPacing.RestartsPerSecond; r > 0 && r < v1alpha2.MinRestartsPerSecond {
+		// The schema refuses such a rate in spec.proxyRestart: a wave
+		// would take days.
+		fmt.Fprintf(os.Stderr, "--proxy-restarts-per-second %g: must be 0 (unpaced) or at least %g\n", r, v1alpha2.MinRestartsPerSecond)
 		return 2
 	}
 	o.RestartPacing.MaxConcurrentRollouts = int32(min(maxRollouts, math.MaxInt32))

@@ -1165,7 +1165,7 @@ func schema_pkg_apis_operator_v1alpha2_MaintenanceWindow(ref common.ReferenceCal
 					},
 					"timeZone": {
 						SchemaProps: spec.SchemaProps{
-							Description: "TimeZone is the IANA time zone of Start (\"Europe/Berlin\"); unset, UTC.",
+							Description: "TimeZone is the IANA time zone of Start (\"Europe/Berlin\"); unset, UTC. \"Local\" is refused: it would be the operator's own zone.",
 							Type:        []string{"string"},
 							Format:      "",
 						},

@@ -187,9 +187,11 @@ type MaintenanceWindow struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('168h')",message="spec.proxyRestart.maintenanceWindows[].duration must be from 1m to 168h"
 	Duration metav1.Duration `json:"duration"`
 	// TimeZone is the IANA time zone of Start ("Europe/Berlin"); unset, UTC.
+	// "Local" is refused: it would be the operator's own zone.
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$`
+	// +kubebuilder:validation:XValidation:rule="self != 'Local'",message="spec.proxyRestart.maintenanceWindows[].timeZone must name a zone; Local is the operator's own"
 	TimeZone string `json:"timeZone,omitempty"`
 }
 

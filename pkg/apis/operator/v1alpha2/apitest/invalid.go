@@ -206,6 +206,8 @@ func InvalidIstios() []Invalid {
 			"spec.proxyRestart.maintenanceWindows[0].days[1]", "Duplicate value"},
 		{"maintenance window time zone with spaces", spec(`{proxyRestart: {maintenanceWindows: [{start: "02:00", duration: 1h, timeZone: "Central European"}]}}`),
 			"spec.proxyRestart.maintenanceWindows[0].timeZone", "should match"},
+		{"maintenance window in the operator's zone", spec(`{proxyRestart: {maintenanceWindows: [{start: "02:00", duration: 1h, timeZone: Local}]}}`),
+			"spec.proxyRestart.maintenanceWindows[0].timeZone", "must name a zone"},
 		{"unknown versionUpgrades", spec(`{proxyRestart: {versionUpgrades: Later}}`),
 			"spec.proxyRestart.versionUpgrades", "Unsupported value"},
 		{"compatibilityMode a string", spec(`{compatibilityMode: "yes"}`),

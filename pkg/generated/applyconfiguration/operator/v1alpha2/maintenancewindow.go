@@ -38,6 +38,7 @@ type MaintenanceWindowApplyConfiguration struct {
 	// "90m"), from one minute to one week.
 	Duration *v1.Duration `json:"duration,omitempty"`
 	// TimeZone is the IANA time zone of Start ("Europe/Berlin"); unset, UTC.
+	// "Local" is refused: it would be the operator's own zone.
 	TimeZone *string `json:"timeZone,omitempty"`
 }
 
