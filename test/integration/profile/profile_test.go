@@ -88,14 +88,13 @@ func TestProfileFollowsTheClusterWithoutFlapping(t *testing.T) {
 	waitSized(t, "istiod", 1, 1, "50m")
 }
 
-// resize sets a node's capacity and allocatable CPU and memory.
+// resize sets a node's capacity and allocatable CPU and memory, with a
+// merge patch: kwok writes the node's status (its heartbeat) meanwhile.
 func resize(t *testing.T, n *corev1.Node, cpu, memory string) {
 	t.Helper()
-	for _, l := range []corev1.ResourceList{n.Status.Capacity, n.Status.Allocatable} {
-		l[corev1.ResourceCPU] = resource.MustParse(cpu)
-		l[corev1.ResourceMemory] = resource.MustParse(memory)
-	}
-	if _, err := cluster.Current().Clientset().CoreV1().Nodes().UpdateStatus(t.Context(), n, metav1.UpdateOptions{}); err != nil {
+	size := fmt.Sprintf(`{"cpu":%q,"memory":%q}`, cpu, memory)
+	p := []byte(`{"status":{"capacity":` + size + `,"allocatable":` + size + `}}`)
+	if _, err := cluster.Current().Clientset().CoreV1().Nodes().Patch(t.Context(), n.Name, types.MergePatchType, p, metav1.PatchOptions{}, "status"); err != nil {
 		t.Fatal(err)
 	}
 }
