@@ -22,9 +22,12 @@ const (
 	kills = 10
 	// installKillWrites bounds the random kill point of the install: the
 	// operator is killed after 1 to this many write requests of its own.
-	// Every run of the install, a resumed one too, writes more than this
-	// before Istio is installed.
+	// A fresh install writes more than this before Istio is installed; a
+	// resumed one may not (the run before may have applied every object and
+	// been killed before its summary), and then the kills end early.
 	installKillWrites = 12
+	// minInstallKills is how many kills must land in the install.
+	minInstallKills = 3
 
 	outage = 30 * time.Second
 	// recoveryLimit is how soon after the API server's return the operator
@@ -44,10 +47,12 @@ const (
 // TestKillDuringInstall comes first: it needs a cluster without Istio, and
 // installs it for the tests after it.
 //
-// It kills the operator with SIGKILL ten times while it installs Istio,
-// each time after a random number of its write requests, and restarts it
-// at once, as its Deployment would. The install must complete, and Istio's
-// own Deployments must not have been rolled by the repeated applies.
+// It kills the operator with SIGKILL up to ten times while it installs
+// Istio, each time after a random number of its write requests, and
+// restarts it at once, as its Deployment would; the kills end when a
+// resumed run finishes the install before its kill point, after at least
+// minInstallKills. The install must complete, and Istio's own Deployments
+// must not have been rolled by the repeated applies.
 func TestKillDuringInstall(t *testing.T) {
 	e := setup(t)
 	rng := seeded(t)
@@ -74,7 +79,11 @@ func TestKillDuringInstall(t *testing.T) {
 			t.Fatal(err)
 		}
 		if conditionTrue(i2, v1alpha2.ConditionInstalled, created.Generation) == nil {
-			t.Fatalf("kill %d: Istio was installed before the operator's write request %d; lower installKillWrites", i+1, point)
+			if i < minInstallKills {
+				t.Fatalf("kill %d: Istio was installed before the operator's write request %d; lower installKillWrites", i+1, point)
+			}
+			t.Logf("the run after kill %d installed Istio before its write request %d: no install left to kill", i, point)
+			break
 		}
 		if err := op.Kill(); err != nil {
 			t.Fatal(err)
