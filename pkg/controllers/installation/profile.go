@@ -53,6 +53,8 @@ type profileChoice struct {
 	why string
 	// recheck, when not 0, is when a pending promotion is due.
 	recheck time.Duration
+	// installed is the profile installed now ("" for none).
+	installed v1alpha2.Profile
 }
 
 // chooseProfile is the profile rule. It never flaps:
@@ -143,7 +145,10 @@ func (c *Controller) profile(istio *v1alpha2.Istio) (profileChoice, error) {
 	}
 	since := c.aboveSince
 	c.mu.Unlock()
-	return chooseProfile(istio.Spec.Profile, c.installedProfile(istio), capa, since, now, c.promotionDelay), nil
+	installed := c.installedProfile(istio)
+	choice := chooseProfile(istio.Spec.Profile, installed, capa, since, now, c.promotionDelay)
+	choice.installed = installed
+	return choice, nil
 }
 
 // installedProfile is the profile the installed Istio has: the one the

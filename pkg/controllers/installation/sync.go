@@ -114,8 +114,8 @@ func (c *Controller) reconcile(ctx context.Context, istio *v1alpha2.Istio) (queu
 	if err != nil {
 		return queue.Result{}, err
 	}
-	if installed := c.installedProfile(istio); choice.profile != installed {
-		logger.Info("Choosing Istio's profile", "profile", choice.profile, "installed", installed, "why", choice.why)
+	if choice.profile != choice.installed {
+		logger.Info("Choosing Istio's profile", "profile", choice.profile, "installed", choice.installed, "why", choice.why)
 	} else if choice.recheck > 0 {
 		logger.V(2).Info("Profile promotion pending", "why", choice.why)
 	}
