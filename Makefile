@@ -15,6 +15,9 @@ CLUSTER   ?= istio-operator
 NAMESPACE ?= kyma-system
 COMMIT    := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS   := -X main.commit=$(COMMIT)
+# GO_TAGS=experimental builds the experimental operator, which installs the
+# Istio resource's spec.experimental features instead of refusing them.
+GO_TAGS   ?=
 # Integration test packages each start their own cluster; two at a time fit
 # a 2-core machine.
 TEST_PARALLEL ?= 2
@@ -27,8 +30,8 @@ help: ## List the targets.
 ##@ Build
 
 .PHONY: build
-build: ## Build bin/istio-operator.
-	$(GO) build -ldflags "$(LDFLAGS)" -o bin/istio-operator ./cmd/istio-operator
+build: ## Build bin/istio-operator (GO_TAGS=experimental: the experimental build).
+	$(GO) build -tags "$(GO_TAGS)" -ldflags "$(LDFLAGS)" -o bin/istio-operator ./cmd/istio-operator
 
 # The kustomization make manifest renders; deploy/overlays/servicemonitor adds
 # a ServiceMonitor, deploy/overlays/with-namespace the kyma-system Namespace.
@@ -78,10 +81,12 @@ test-unit: ## Run unit tests.
 
 # test/image compiles the operator for two platforms with -trimpath, which
 # shares nothing with the other builds' cache: it runs alone, after the
-# others, so that its compiling does not slow their timed steps.
+# others, so that its compiling does not slow their timed steps. The
+# experimental build's test is the one package built with -tags experimental.
 .PHONY: test-integration
-test-integration: tools ## Run the integration tests against real local clusters, then the image test.
+test-integration: tools ## Run the integration tests against real local clusters, the experimental build's, then the image test.
 	$(GO) test -count=1 -p $(TEST_PARALLEL) -timeout $(TEST_TIMEOUT) $$($(GO) list ./test/... | grep -v '/test/image$$')
+	$(GO) test -count=1 -tags experimental -timeout $(TEST_TIMEOUT) ./test/integration/experimental
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./test/image
 
 # The fault-injection and bad-input suites (docs/reliability.md). They live

@@ -23,6 +23,9 @@ type GatewayStartConfig struct {
 	TrustDomain              *string                     `json:"trustDomain,omitempty"`
 	ProxyStatsMatcher        *v1alpha2.ProxyStatsMatcher `json:"proxyStatsMatcher,omitempty"`
 	EnableDNSProxying        *bool                       `json:"enableDNSProxying,omitempty"`
+	// The experimental features that add proxy metadata.
+	DualStack bool `json:"dualStack,omitempty"`
+	Ambient   bool `json:"ambient,omitempty"`
 }
 
 // GatewayConfigHash identifies the ingress gateway's start-time
@@ -35,6 +38,8 @@ func GatewayConfigHash(spec *v1alpha2.IstioSpec) string {
 		ForwardClientCertDetails: c.ForwardClientCertDetails,
 		TrustDomain:              c.TrustDomain,
 		ProxyStatsMatcher:        c.ProxyStatsMatcher,
+		DualStack:                dualStack(spec.Experimental),
+		Ambient:                  ambient(spec.Experimental),
 	}
 	if c.EnableDNSProxying != nil && *c.EnableDNSProxying {
 		cfg.EnableDNSProxying = c.EnableDNSProxying

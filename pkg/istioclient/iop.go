@@ -101,6 +101,7 @@ func DesiredIstioOperator(spec *v1alpha2.IstioSpec) (values.Map, error) {
 	}
 
 	mergeMeshConfig(obj(s, "meshConfig"), &spec.Config)
+	mergeExperimental(s, spec.Experimental)
 
 	if p := spec.Config.GatewayExternalTrafficPolicy; p != nil {
 		obj(s, "values", "gateways", IngressGatewayName)["externalTrafficPolicy"] = *p

@@ -518,6 +518,102 @@ func fieldCases() map[string]fieldCase {
 				}
 			},
 		},
+
+		// The experimental features: rendered in every build, installed
+		// only by the experimental one.
+		"experimental pilot enableAlphaGatewayAPI": {
+			spec: experimentalSpec(v1alpha2.Experimental{Pilot: &v1alpha2.PilotFeatures{EnableAlphaGatewayAPI: true}}),
+			check: func(t *testing.T, r *Rendered) {
+				assertIstiodEnv(t, r, "PILOT_ENABLE_ALPHA_GATEWAY_API", "true")
+			},
+		},
+		"experimental pilot enableMultiNetworkDiscoverGatewayAPI": {
+			spec: experimentalSpec(v1alpha2.Experimental{Pilot: &v1alpha2.PilotFeatures{EnableMultiNetworkDiscoverGatewayAPI: true}}),
+			check: func(t *testing.T, r *Rendered) {
+				assertIstiodEnv(t, r, "PILOT_MULTI_NETWORK_DISCOVER_GATEWAY_API", "true")
+			},
+		},
+		"experimental enableDualStack": {
+			spec: experimentalSpec(v1alpha2.Experimental{EnableDualStack: ptr.To(true)}),
+			check: func(t *testing.T, r *Rendered) {
+				assertIstiodEnv(t, r, "ISTIO_DUAL_STACK", "true")
+				assertProxyMetadata(t, r, "ISTIO_DUAL_STACK", "true")
+				if got := mustGet[string](t, object(t, r, "Service/istio-system/istio-ingressgateway"), "spec", "ipFamilyPolicy"); got != "PreferDualStack" {
+					t.Errorf("ingress gateway Service ipFamilyPolicy = %q, want PreferDualStack", got)
+				}
+			},
+		},
+		"experimental enableAmbient": {
+			spec: experimentalSpec(v1alpha2.Experimental{EnableAmbient: ptr.To(true)}),
+			check: func(t *testing.T, r *Rendered) {
+				img := mustGet[string](t, container(t, object(t, r, "DaemonSet/istio-system/ztunnel"), "istio-proxy"), "image")
+				if img != "docker.io/istio/ztunnel:"+Version {
+					t.Errorf("ztunnel image %s", img)
+				}
+				object(t, r, "ServiceAccount/istio-system/ztunnel")
+				if got := mustGet[string](t, object(t, r, "ConfigMap/istio-system/istio-cni-config"), "data", "AMBIENT_ENABLED"); got != "true" {
+					t.Errorf("CNI agent AMBIENT_ENABLED = %q, want true", got)
+				}
+				assertIstiodEnv(t, r, "PILOT_ENABLE_AMBIENT", "true")
+				assertProxyMetadata(t, r, "ISTIO_META_ENABLE_HBONE", "true")
+				// Unlike Istio's ambient profile: the gateway stays, and
+				// the images keep their variant.
+				object(t, r, "Deployment/istio-system/istio-ingressgateway")
+				if got := mustGet[string](t, injectorValues(t, r), "global", "variant"); got != "" {
+					t.Errorf("injected proxies' image variant %q, want the default", got)
+				}
+			},
+		},
+		"experimental enableAmbient images": {
+			spec: v1alpha2.IstioSpec{Images: registrySpec.Images, Experimental: &v1alpha2.Experimental{EnableAmbient: ptr.To(true)}},
+			check: func(t *testing.T, r *Rendered) {
+				img := mustGet[string](t, container(t, object(t, r, "DaemonSet/istio-system/ztunnel"), "istio-proxy"), "image")
+				if img != "registry.example.com:5000/mirror/istio/ztunnel:"+Version {
+					t.Errorf("ztunnel image %s, want it from the registry", img)
+				}
+				assertStrings(t, names(t, object(t, r, "ServiceAccount/istio-system/ztunnel")["imagePullSecrets"]), "mirror-pull", "backup-pull")
+			},
+		},
+		"experimental features off": {
+			spec:          experimentalSpec(v1alpha2.Experimental{Pilot: &v1alpha2.PilotFeatures{}, EnableAmbient: ptr.To(false), EnableDualStack: ptr.To(false)}),
+			sameAsDefault: true,
+			check: func(t *testing.T, r *Rendered) {
+				if find(r, "DaemonSet/istio-system/ztunnel") != nil {
+					t.Error("ztunnel rendered with ambient off")
+				}
+			},
+		},
+	}
+}
+
+// experimentalVariables are the istiod variables and proxy metadata the
+// experimental features set.
+var (
+	experimentalEnv      = []string{"PILOT_ENABLE_ALPHA_GATEWAY_API", "PILOT_MULTI_NETWORK_DISCOVER_GATEWAY_API", "ISTIO_DUAL_STACK", "PILOT_ENABLE_AMBIENT"}
+	experimentalMetadata = []string{"ISTIO_DUAL_STACK", "ISTIO_META_ENABLE_HBONE"}
+)
+
+func experimentalSpec(e v1alpha2.Experimental) v1alpha2.IstioSpec {
+	return v1alpha2.IstioSpec{Experimental: &e}
+}
+
+func assertIstiodEnv(t *testing.T, r *Rendered, name, want string) {
+	t.Helper()
+	if got, _ := envValue(container(t, object(t, r, "Deployment/istio-system/istiod"), "discovery"), name); got != want {
+		t.Errorf("istiod %s = %q, want %q", name, got, want)
+	}
+}
+
+// assertProxyMetadata checks a variable of the mesh's default proxy
+// metadata, as rendered and as istiod reads it.
+func assertProxyMetadata(t *testing.T, r *Rendered, name, want string) {
+	t.Helper()
+	m, mc := meshConfig(t, r)
+	if got := mustGet[string](t, m, "defaultConfig", "proxyMetadata", name); got != want {
+		t.Errorf("mesh proxyMetadata %s = %q, want %q", name, got, want)
+	}
+	if got := mc.GetDefaultConfig().GetProxyMetadata()[name]; got != want {
+		t.Errorf("istiod reads proxyMetadata %s = %q, want %q", name, got, want)
 	}
 }
 
@@ -535,6 +631,20 @@ func TestDesiredIstioOperatorFields(t *testing.T) {
 	}
 	if _, set := object(t, base, "Service/istio-system/istio-ingressgateway")["spec"].(map[string]any)["externalTrafficPolicy"]; set {
 		t.Error("default ingress Service already sets externalTrafficPolicy")
+	}
+	if _, set := object(t, base, "Service/istio-system/istio-ingressgateway")["spec"].(map[string]any)["ipFamilyPolicy"]; set {
+		t.Error("default ingress Service already sets ipFamilyPolicy")
+	}
+	for _, env := range experimentalEnv {
+		if _, set := envValue(container(t, object(t, base, "Deployment/istio-system/istiod"), "discovery"), env); set {
+			t.Errorf("default istiod already sets %s", env)
+		}
+	}
+	_, mc := meshConfig(t, base)
+	for _, name := range experimentalMetadata {
+		if _, set := mc.GetDefaultConfig().GetProxyMetadata()[name]; set {
+			t.Errorf("default proxy metadata already sets %s", name)
+		}
 	}
 	for name, tc := range fieldCases() {
 		t.Run(name, func(t *testing.T) {

@@ -26,6 +26,11 @@ type ProxyStartConfig struct {
 	ProxyStatsMatcher *v1alpha2.ProxyStatsMatcher `json:"proxyStatsMatcher,omitempty"`
 	PrometheusMerge   bool                        `json:"prometheusMerge,omitempty"`
 	CompatibilityMode bool                        `json:"compatibilityMode,omitempty"`
+	// DualStack and Ambient put variables into the proxies' metadata
+	// (ISTIO_DUAL_STACK, ISTIO_META_ENABLE_HBONE), which the injector
+	// writes into the istio-proxy container's environment.
+	DualStack bool `json:"dualStack,omitempty"`
+	Ambient   bool `json:"ambient,omitempty"`
 	// Registry the injector took the proxy image from, when not Istio's
 	// own. The pod's image cannot tell: a registry mirror rewrites the
 	// host of the image a pod runs (and sameImage accepts that), so a
@@ -41,6 +46,8 @@ func ProxyConfigHash(spec *v1alpha2.IstioSpec) string {
 		EnableDNSProxying: c.EnableDNSProxying != nil && *c.EnableDNSProxying,
 		PrometheusMerge:   c.Telemetry.Metrics.PrometheusMerge,
 		CompatibilityMode: spec.CompatibilityMode,
+		DualStack:         dualStack(spec.Experimental),
+		Ambient:           ambient(spec.Experimental),
 	}
 	if r := Registry(spec); r != Hub {
 		cfg.Registry = r

@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2/apitest"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/controller"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/controllertest"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
@@ -122,6 +123,23 @@ func TestLiveObjects(t *testing.T) {
 	}
 	if got := l.Labelled(secret); got != nil {
 		t.Errorf("Labelled Secrets: %v", got)
+	}
+}
+
+// The plan reads every rendered object from the live-object caches: a kind
+// no informer watches would never be found and would be applied on every
+// sync. Rendered for every optional component and experimental feature.
+func TestOwnedKindsCoverRenderings(t *testing.T) {
+	for name, spec := range apitest.RenderingSpecs() {
+		r, err := charts{namespace: controllertest.Namespace, release: func() {}}.Render(spec)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, o := range r.Desired() {
+			if _, ok := ownedKinds[o.GroupVersionKind()]; !ok {
+				t.Errorf("%s renders %s, a kind the installer does not watch", name, o)
+			}
+		}
 	}
 }
 

@@ -93,7 +93,7 @@ func (c *Controller) reconcile(ctx context.Context, istio *v1alpha2.Istio) (queu
 		return c.failed(ctx, istio, v1alpha2.StateError, v1alpha2.ReasonValidationFailed,
 			"The Istio resource is invalid: "+errs.ToAggregate().Error()+".")
 	}
-	if exp := v1alpha2.ExperimentalFields(&istio.Spec); len(exp) > 0 {
+	if exp := v1alpha2.ExperimentalFields(&istio.Spec); len(exp) > 0 && !istioclient.ExperimentalBuild {
 		return c.failed(ctx, istio, v1alpha2.StateError, v1alpha2.ReasonExperimentalFeatureNotAvailable,
 			"Experimental features are available only in an experimental build of the operator; unset "+strings.Join(exp, ", ")+".")
 	}

@@ -328,6 +328,9 @@ func TestRefusedBeforePlanning(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
+			if tc.reason == v1alpha2.ReasonExperimentalFeatureNotAvailable && istioclient.ExperimentalBuild {
+				t.Skip("the experimental build installs experimental features (test/integration/experimental)")
+			}
 			istio := served(3)
 			istio.Spec = tc.spec
 			f := newFixture(t, istio)

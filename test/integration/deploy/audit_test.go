@@ -59,6 +59,31 @@ var unexercised = map[permission]exception{
 	},
 }
 
+// experimentalOnly are the rights only the objects of experimental features
+// need (spec.experimental.enableAmbient: ztunnel, the CNI agent's ambient
+// role). This regular build refuses those features, so its lifecycle never
+// uses them; checkRBACCoversRenderedIstio holds the rules to their
+// rendering, and test/integration/experimental installs them.
+var experimentalOnly = []struct {
+	group, resource, name string
+	verbs                 []string
+}{
+	{"", "serviceaccounts", "ztunnel", []string{"get", "create", "patch", "delete"}},
+	{"apps", "daemonsets", "ztunnel", []string{"get", "create", "delete"}},
+	{"rbac.authorization.k8s.io", "clusterroles", "istio-cni-ambient", []string{"get", "create", "patch", "delete", "escalate", "bind"}},
+	{"rbac.authorization.k8s.io", "clusterrolebindings", "istio-cni-ambient", []string{"get", "create", "patch", "delete"}},
+}
+
+func init() {
+	for _, r := range experimentalOnly {
+		for _, v := range r.verbs {
+			unexercised[permission{group: r.group, resource: r.resource, verb: v, name: r.name}] = exception{
+				why: "only an experimental feature renders " + r.resource + " " + r.name + ", and the regular build refuses it",
+			}
+		}
+	}
+}
+
 // grantedRights lists every right the manifest's ClusterRoles and Roles
 // grant, each with the rule it comes from. A wildcard fails the test: no
 // rule may grant more than what is listed.

@@ -51,6 +51,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
+	"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2/apitest"
 	"github.com/meshkeeper/istio-operator/pkg/istioclient"
 	"github.com/meshkeeper/istio-operator/pkg/operator"
 	"github.com/meshkeeper/istio-operator/test/cluster"
@@ -644,23 +645,18 @@ func describe(a authorizationv1.ResourceAttributes) string {
 	return s
 }
 
-// checkRBACCoversRenderedIstio renders Istio for the default resource and
-// for one with every optional component the API offers (egress gateway,
-// NetworkPolicies), and asks the authorizer whether the ServiceAccount may
-// do to each rendered object what the installer does: watch its kind
-// cluster-wide, apply (create and patch) and delete it, escalate the roles
-// and bind the bindings' roles. Then the users' Istio kinds, which a
+// checkRBACCoversRenderedIstio renders Istio for the default resource, for
+// one with every optional component the API offers (egress gateway,
+// NetworkPolicies) and for one with every experimental feature (ztunnel,
+// the CNI agent's ambient role), and asks the authorizer whether the
+// ServiceAccount may do to each rendered object what the installer does:
+// watch its kind cluster-wide, apply (create and patch) and delete it,
+// escalate the roles and bind the bindings' roles. Then the users' Istio kinds, which a
 // deletion watches and may delete. The real run covers one configuration;
 // this covers the kinds and names of the others.
 func checkRBACCoversRenderedIstio(t *testing.T) {
 	a := newApplier(t)
-	specs := map[string]*v1alpha2.IstioSpec{
-		"default": {},
-		"egress gateway and NetworkPolicies": {
-			NetworkPoliciesEnabled: true,
-			Components:             &v1alpha2.Components{EgressGateway: &v1alpha2.EgressGateway{Enabled: ptr.To(true)}},
-		},
-	}
+	specs := apitest.RenderingSpecs()
 	checked := map[string]bool{}
 	check := func(what string, attrs authorizationv1.ResourceAttributes) {
 		d := describe(attrs)

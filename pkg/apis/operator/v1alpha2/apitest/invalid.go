@@ -1,4 +1,5 @@
-// Package apitest holds Istio resources for tests of the API: invalid ones,
+// Package apitest holds Istio resources for tests: specs that render every
+// object the operator can install, and invalid ones,
 // each with the field the API server's error must name. One table serves the
 // offline schema test (pkg/apis/operator/v1alpha2) and the test against a real
 // API server (test/reliability/input).
