@@ -26,6 +26,14 @@ const (
 
 var workloadStates = []string{WorkloadWaiting, WorkloadRolling, WorkloadBlocked, WorkloadManual, WorkloadWindow}
 
+// Mesh moves, the values of the "move" label of the mesh membership gauge.
+const (
+	MoveJoin  = "join"  // pods without a sidecar that the injector selects
+	MoveLeave = "leave" // pods with a sidecar that the injector no longer selects, or after an uninstall
+)
+
+var meshMoves = []string{MoveJoin, MoveLeave}
+
 // WorkloadKinds are the kinds the proxy sidecar controller restarts, to
 // pre-initialise series.
 var WorkloadKinds = []string{"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController"}
@@ -52,6 +60,11 @@ var (
 		Name:      "proxy_workloads",
 		Help:      "Workloads with outdated sidecar proxies, by state (waiting, rolling, blocked, manual, window).",
 	}, []string{"state"})
+	meshMembership = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: Namespace,
+		Name:      "mesh_membership_workloads",
+		Help:      "Workloads whose pods join or leave the mesh and are not yet restarted onto the right side, by move (join, leave).",
+	}, []string{"move"})
 
 	proxyOnce sync.Once
 )
@@ -63,7 +76,7 @@ type ProxyMetrics struct{}
 // series, so that they exist from the start.
 func NewProxyMetrics() *ProxyMetrics {
 	proxyOnce.Do(func() {
-		Registry().MustRegister(proxyRestarts, proxyRestartDuration, outdatedProxies, proxyWorkloads)
+		Registry().MustRegister(proxyRestarts, proxyRestartDuration, outdatedProxies, proxyWorkloads, meshMembership)
 		for _, k := range WorkloadKinds {
 			proxyRestarts.WithLabelValues(k, RestartIssued)
 			proxyRestarts.WithLabelValues(k, RestartFailed)
@@ -71,6 +84,9 @@ func NewProxyMetrics() *ProxyMetrics {
 		}
 		for _, s := range workloadStates {
 			proxyWorkloads.WithLabelValues(s)
+		}
+		for _, m := range meshMoves {
+			meshMembership.WithLabelValues(m)
 		}
 	})
 	return &ProxyMetrics{}
@@ -84,10 +100,14 @@ func (*ProxyMetrics) Restarted(kind string, d time.Duration) {
 	proxyRestartDuration.WithLabelValues(kind).Observe(d.Seconds())
 }
 
-// Summary sets the gauges from a full count.
-func (*ProxyMetrics) Summary(outdatedPods int, workloads map[string]int) {
+// Summary sets the gauges from a full count: workloads by state, and
+// moves by mesh move.
+func (*ProxyMetrics) Summary(outdatedPods int, workloads, moves map[string]int) {
 	outdatedProxies.Set(float64(outdatedPods))
 	for _, s := range workloadStates {
 		proxyWorkloads.WithLabelValues(s).Set(float64(workloads[s]))
+	}
+	for _, m := range meshMoves {
+		meshMembership.WithLabelValues(m).Set(float64(moves[m]))
 	}
 }

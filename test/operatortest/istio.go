@@ -69,6 +69,31 @@ func WaitForState(t *testing.T, timeout time.Duration, namespace, name string, s
 	return got
 }
 
+// WaitCondition waits until the resource's condition has the reason at the
+// current generation and check (when given) accepts it, whatever the state.
+func WaitCondition(t *testing.T, timeout time.Duration, namespace, name, condType, reason string, check func(*metav1.Condition) error) *v1alpha2.Istio {
+	t.Helper()
+	var got *v1alpha2.Istio
+	cluster.WaitFor(t, timeout, fmt.Sprintf("Istio %s/%s %s reason %s", namespace, name, condType, reason), func(ctx context.Context) (bool, error) {
+		i, err := Client(t).OperatorV1alpha2().Istios(namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		c := meta.FindStatusCondition(i.Status.Conditions, condType)
+		if c == nil || c.Reason != reason || c.ObservedGeneration != i.Generation {
+			return false, fmt.Errorf("condition %s is %+v", condType, c)
+		}
+		if check != nil {
+			if err := check(c); err != nil {
+				return false, err
+			}
+		}
+		got = i
+		return true, nil
+	})
+	return got
+}
+
 // DeleteIstio deletes the resource and waits until it is gone.
 func DeleteIstio(t *testing.T, timeout time.Duration, namespace, name string) {
 	t.Helper()

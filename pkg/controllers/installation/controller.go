@@ -60,6 +60,10 @@ const (
 	// CascadeInterval re-checks a Cascading deletion after deleting users'
 	// Istio resources; their delete events wake it first.
 	CascadeInterval = 5 * time.Second
+	// SidecarRemovalInterval re-checks a deletion waiting for the proxy
+	// sidecar controller to restart the workloads with sidecars; its
+	// condition writes wake it first.
+	SidecarRemovalInterval = 30 * time.Second
 )
 
 // Controller is the installation controller.

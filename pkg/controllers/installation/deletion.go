@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/metadata"
@@ -51,6 +52,9 @@ func (c *Controller) delete(ctx context.Context, istio *v1alpha2.Istio) (queue.R
 				"The installed Istio was never managed by this operator (%s); it is left installed.", why)
 			return queue.Result{}, c.removeFinalizer(ctx, istio)
 		}
+	}
+	if uninstalled(istio) {
+		return c.awaitSidecarRemoval(ctx, istio)
 	}
 	found, synced := c.userResources.list(c.crdExists)
 	if !synced {
@@ -109,6 +113,41 @@ func (c *Controller) delete(ctx context.Context, istio *v1alpha2.Istio) (queue.R
 		c.recorder.Eventf(istio, corev1.EventTypeNormal, v1alpha2.EventNamespaceKept, "Namespace %s is kept: %s.", istioclient.Namespace, kept)
 	}
 	logger.Info("Uninstalled Istio")
+	if keepSidecars(istio) {
+		return queue.Result{}, c.removeFinalizer(ctx, c.latest(istio))
+	}
+	return c.awaitSidecarRemoval(ctx, c.latest(istio))
+}
+
+// uninstalled reports whether this deletion has uninstalled Istio already.
+func uninstalled(istio *v1alpha2.Istio) bool {
+	c := meta.FindStatusCondition(istio.Status.Conditions, v1alpha2.ConditionInstalled)
+	return c != nil && c.Reason == v1alpha2.ReasonIstioUninstallSucceeded
+}
+
+// keepSidecars reports whether the user asked to keep the workloads'
+// sidecars when the resource goes.
+func keepSidecars(istio *v1alpha2.Istio) bool {
+	return istio.Annotations[v1alpha2.AnnotationKeepSidecars] == "true"
+}
+
+// awaitSidecarRemoval holds the finalizer after the uninstall until the
+// proxy sidecar controller reports that the workloads with sidecars are
+// restarted without them, as far as it can restart them; pods keeping a
+// sidecar point at a control plane that is gone.
+func (c *Controller) awaitSidecarRemoval(ctx context.Context, istio *v1alpha2.Istio) (queue.Result, error) {
+	if !keepSidecars(istio) {
+		switch cond := meta.FindStatusCondition(istio.Status.Conditions, v1alpha2.ConditionProxySidecarRestartSucceeded); {
+		case cond != nil && (cond.Reason == v1alpha2.ReasonProxySidecarsRemoved || cond.Reason == v1alpha2.ReasonProxySidecarRemovalIncomplete):
+		default:
+			_, err := c.report(ctx, istio, v1alpha2.StateDeleting, v1alpha2.ReasonIstioUninstallSucceeded, fmt.Sprintf(
+				"Istio is uninstalled; the workloads with sidecars are restarted without them before the resource goes (condition %s). Annotate the resource with %s=true to let it go now.",
+				v1alpha2.ConditionProxySidecarRestartSucceeded, v1alpha2.AnnotationKeepSidecars), &status.Condition{
+				Type: v1alpha2.ConditionInstalled, Status: metav1.ConditionFalse, Reason: v1alpha2.ReasonIstioUninstallSucceeded, Message: "Istio is uninstalled.",
+			})
+			return queue.Result{RequeueAfter: SidecarRemovalInterval}, err
+		}
+	}
 	return queue.Result{}, c.removeFinalizer(ctx, c.latest(istio))
 }
 

@@ -466,3 +466,63 @@ func TestUserResourceString(t *testing.T) {
 		}
 	}
 }
+
+// TestDeletionAwaitsSidecarRemoval: after the uninstall the finalizer stays
+// until the proxy sidecar controller reports the sidecars removed, or
+// removed as far as it can; the uninstall is not repeated meanwhile, and
+// the keep annotation lets the resource go at once.
+func TestDeletionAwaitsSidecarRemoval(t *testing.T) {
+	for name, tc := range map[string]struct {
+		reason string // the proxy sidecar controller's, after the uninstall
+		keep   bool
+		goes   bool
+	}{
+		"in progress":               {reason: v1alpha2.ReasonProxySidecarRemovalInProgress},
+		"the condition from before": {reason: v1alpha2.ReasonProxySidecarRestartSucceeded},
+		"removed":                   {reason: v1alpha2.ReasonProxySidecarsRemoved, goes: true},
+		"incomplete":                {reason: v1alpha2.ReasonProxySidecarRemovalIncomplete, goes: true},
+		"keep annotation set later": {reason: v1alpha2.ReasonProxySidecarRemovalInProgress, keep: true, goes: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			istio := deleting(2, installedBefore)
+			istio.Annotations = nil
+			f := newFixture(t, istio)
+			f.userResources()
+			after, err := f.sync(key)
+			if err != nil || after != SidecarRemovalInterval {
+				t.Fatalf("sync = %v, %v; want %v", after, err, SidecarRemovalInterval)
+			}
+			if f.applier.uninstalls != 1 || len(f.finalizerUpdates()) != 0 {
+				t.Fatalf("%d uninstalls, finalizer updates %v; want 1 and none", f.applier.uninstalls, f.finalizerUpdates())
+			}
+			if c := f.condition(key, v1alpha2.ConditionInstalled); c == nil || c.Status != metav1.ConditionFalse || c.Reason != v1alpha2.ReasonIstioUninstallSucceeded {
+				t.Fatalf("Installed %+v, want False %s", c, v1alpha2.ReasonIstioUninstallSucceeded)
+			}
+			ready := f.condition(key, v1alpha2.ConditionReady)
+			if ready == nil || ready.Reason != v1alpha2.ReasonIstioUninstallSucceeded || !strings.Contains(ready.Message, v1alpha2.AnnotationKeepSidecars) {
+				t.Fatalf("Ready %+v, want %s naming %s", ready, v1alpha2.ReasonIstioUninstallSucceeded, v1alpha2.AnnotationKeepSidecars)
+			}
+
+			now := f.get(key)
+			meta.SetStatusCondition(&now.Status.Conditions, metav1.Condition{
+				Type: v1alpha2.ConditionProxySidecarRestartSucceeded, Status: metav1.ConditionFalse, Reason: tc.reason, Message: "m",
+			})
+			if tc.keep {
+				now.Annotations = map[string]string{v1alpha2.AnnotationKeepSidecars: "true"}
+			}
+			now.ResourceVersion = "9999"
+			f.istios.Set(now)
+			after, err = f.sync(key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if f.applier.uninstalls != 1 {
+				t.Errorf("%d uninstalls, want the first only", f.applier.uninstalls)
+			}
+			gone := len(f.finalizerUpdates()) == 1
+			if gone != tc.goes || (!gone && after != SidecarRemovalInterval) {
+				t.Errorf("finalizer removed %v (requeue %v), want %v", gone, after, tc.goes)
+			}
+		})
+	}
+}

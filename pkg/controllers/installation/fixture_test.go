@@ -330,6 +330,9 @@ func served(gen int64, conds ...metav1.Condition) *v1alpha2.Istio {
 func deleting(gen int64, conds ...metav1.Condition) *v1alpha2.Istio {
 	i := served(gen, conds...)
 	i.DeletionTimestamp = &metav1.Time{Time: controllertest.Start.Add(-time.Minute)}
+	// The uninstall tests let the resource go right after it;
+	// TestDeletionAwaitsSidecarRemoval covers the wait for the sidecars.
+	i.Annotations = map[string]string{v1alpha2.AnnotationKeepSidecars: "true"}
 	return i
 }
 

@@ -167,6 +167,9 @@ type target struct {
 	// upgradesNow restarts workloads whose pods run another proxy version
 	// outside the windows too (versionUpgrades: Immediate).
 	upgradesNow bool
+	// removal is the target after an uninstall: no pod keeps a sidecar
+	// (removal.go).
+	removal bool
 }
 
 // New builds the controller and registers its informers.
@@ -180,7 +183,7 @@ func New(_ context.Context, d *controller.Deps) (controller.Controller, error) {
 		}
 	}
 	for _, step := range []error{
-		podInformer.AddIndexers(cache.Indexers{ownerIndex: indexByOwner, injectedIndex: indexInjected}),
+		podInformer.AddIndexers(cache.Indexers{ownerIndex: indexByOwner, injectedIndex: indexInjected, optInIndex: indexOptIn}),
 		rsInformer.AddIndexers(cache.Indexers{ownerIndex: indexByOwner}),
 	} {
 		if step != nil {
@@ -227,7 +230,7 @@ func New(_ context.Context, d *controller.Deps) (controller.Controller, error) {
 	})
 	// Pod churn only moves the counts: one recount per SummaryBatchInterval.
 	podEvents := c.loop.HandlerAfter(SummaryBatchInterval, func(obj any) []Key {
-		if pod, ok := obj.(*corev1.Pod); ok && injected(pod) {
+		if pod, ok := obj.(*corev1.Pod); ok && c.candidate(pod) {
 			return c.summaryKeys()
 		}
 		return nil

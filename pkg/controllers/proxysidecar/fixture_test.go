@@ -49,6 +49,7 @@ type fixture struct {
 
 	mu       sync.Mutex
 	patched  []string // "Kind/name"
+	bodies   []string // the patches, in order
 	evicted  []string // pod names, in order
 	refuse   bool     // a PodDisruptionBudget refuses every eviction
 	throttle bool     // the API server answers 429 without a budget cause
@@ -69,7 +70,7 @@ func newFixture(t *testing.T, pacing v1alpha2.RestartPacing) *fixture {
 		}
 		return cache.NewIndexer(cache.MetaNamespaceKeyFunc, ix)
 	}
-	f.pods = idx(cache.Indexers{ownerIndex: indexByOwner, injectedIndex: indexInjected})
+	f.pods = idx(cache.Indexers{ownerIndex: indexByOwner, injectedIndex: indexInjected, optInIndex: indexOptIn})
 	f.rss = idx(cache.Indexers{ownerIndex: indexByOwner})
 	f.deploys, f.stss, f.dss, f.rcs, f.nss = idx(nil), idx(nil), idx(nil), idx(nil), cache.NewIndexer(cache.MetaNamespaceKeyFunc, nil)
 	f.kube = fake.NewClientset()
@@ -77,6 +78,7 @@ func newFixture(t *testing.T, pacing v1alpha2.RestartPacing) *fixture {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.patched = append(f.patched, a.GetResource().Resource+"/"+a.(k8stesting.PatchAction).GetName())
+		f.bodies = append(f.bodies, string(a.(k8stesting.PatchAction).GetPatch()))
 		return true, nil, nil
 	})
 	f.kube.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
@@ -256,11 +258,5 @@ func restartedFor(hash string, at time.Time) map[string]string {
 // changeDeployment replaces the cached Deployment ns/name by a changed copy.
 func (f *fixture) changeDeployment(name string, change func(*appsv1.Deployment)) {
 	f.t.Helper()
-	obj, ok, err := f.deploys.GetByKey("ns/" + name)
-	if err != nil || !ok {
-		f.t.Fatalf("no Deployment ns/%s in the cache (%v)", name, err)
-	}
-	d := obj.(*appsv1.Deployment).DeepCopy()
-	change(d)
-	f.add(f.deploys, d)
+	f.changeDeploymentIn("ns", name, change)
 }

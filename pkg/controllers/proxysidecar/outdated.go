@@ -38,9 +38,14 @@ func injected(pod *corev1.Pod) bool {
 
 // otherRevision reports whether the pod was injected by the control plane
 // of another Istio revision: that control plane, not the operator, decides
-// its proxy, so the pod is neither outdated nor counted.
+// its proxy, so the pod is neither outdated nor counted. The injector
+// records its revision in an annotation; a pod without it is judged by its
+// revision label.
 func otherRevision(pod *corev1.Pod) bool {
-	rev := pod.Labels[labelRevision]
+	rev, ok := pod.Annotations[annotationRevision]
+	if !ok {
+		rev = pod.Labels[labelRevision]
+	}
 	return rev != "" && rev != operatorRevision
 }
 

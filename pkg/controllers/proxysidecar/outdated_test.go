@@ -323,13 +323,13 @@ func TestStuck(t *testing.T) {
 
 	before := injectedPod(old)
 	before.CreationTimestamp = metav1.NewTime(restart.Add(-time.Minute))
-	if why := stuck(w, t1, []*corev1.Pod{before}); why != "" {
+	if why := stuck(w, t1.judgePods(nil, nil, []*corev1.Pod{before})); why != "" {
 		t.Errorf("an outdated pod from before the restart: stuck %q, want not", why)
 	}
 	after := injectedPod(old)
 	after.Name = "after"
 	after.CreationTimestamp = metav1.NewTime(restart.Add(time.Minute))
-	if why := stuck(w, t1, []*corev1.Pod{before, after}); !strings.Contains(why, "pod after, created after the restart") {
+	if why := stuck(w, t1.judgePods(nil, nil, []*corev1.Pod{before, after})); !strings.Contains(why, "pod after, created after the restart") {
 		t.Errorf("an outdated pod from after the restart: stuck %q, want it named", why)
 	}
 	// The same pod is named whatever order the cache lists them in: a
@@ -337,17 +337,17 @@ func TestStuck(t *testing.T) {
 	other := after.DeepCopy()
 	other.Name = "another"
 	for _, pods := range [][]*corev1.Pod{{after, other}, {other, after}} {
-		if why := stuck(w, t1, pods); !strings.Contains(why, "pod after, created after the restart") {
+		if why := stuck(w, t1.judgePods(nil, nil, pods)); !strings.Contains(why, "pod after, created after the restart") {
 			t.Errorf("pods %s, %s: stuck %q, want the first by name", pods[0].Name, pods[1].Name, why)
 		}
 	}
 	current := injectedPod(want)
 	current.CreationTimestamp = after.CreationTimestamp
-	if why := stuck(w, t1, []*corev1.Pod{current}); why != "" {
+	if why := stuck(w, t1.judgePods(nil, nil, []*corev1.Pod{current})); why != "" {
 		t.Errorf("a current pod from after the restart: stuck %q, want not", why)
 	}
 	w.rollout.Failed = "ProgressDeadlineExceeded"
-	if why := stuck(w, t1, nil); !strings.HasPrefix(why, "rollout stuck") {
+	if why := stuck(w, judgement{}); !strings.HasPrefix(why, "rollout stuck") {
 		t.Errorf("a failed rollout: stuck %q, want rollout stuck", why)
 	}
 }

@@ -52,15 +52,11 @@ func (c *Controller) syncWorkload(ctx context.Context, k Key) (queue.Result, err
 	}
 
 	pods := c.podsOf(k)
-	var stale []*corev1.Pod
-	for _, pod := range pods {
-		if live(pod) && outdated(pod, &t.proxy) != "" {
-			stale = append(stale, pod)
-		}
-	}
+	j := c.judgePods(t, k.Namespace, w.template, pods)
+	stale := j.stale
 
-	if w.restartedFor() == t.hash {
-		return c.follow(ctx, w, t, pods, stale)
+	if w.restartedFor() == j.token {
+		return c.follow(ctx, w, t, pods, j)
 	}
 	if len(stale) == 0 || blockedBefore(w) != "" {
 		c.release(k) // the summary reports a blocked workload
@@ -76,8 +72,8 @@ func (c *Controller) syncWorkload(ctx context.Context, k Key) (queue.Result, err
 		// twice. Its pods may get the new proxy on their own.
 		return queue.Result{RequeueAfter: RollingInterval}, nil
 	}
-	if !c.injector.serves(ctx, t) {
-		// Restarted now, its pods would get the old proxy again.
+	if j.token != noSidecar && !c.injector.serves(ctx, t) {
+		// Restarted now, its pods would get the old proxy again, or none.
 		return queue.Result{RequeueAfter: InjectorRecheckInterval}, nil
 	}
 	if !c.pacer.acquire(k) {
@@ -87,14 +83,14 @@ func (c *Controller) syncWorkload(ctx context.Context, k Key) (queue.Result, err
 		// The token is reserved for k; the worker moves on.
 		return queue.Result{RequeueAfter: wait}, nil
 	}
-	if now := c.target.Load(); now == nil || now.hash != t.hash {
+	if now := c.target.Load(); now == nil || now.hash != t.hash || now.removal != t.removal {
 		c.release(k)
 		c.loop.Add(k)
 		return queue.Result{}, nil
 	}
 
-	reason := outdated(stale[0], &t.proxy)
-	if err := c.markRestarted(ctx, w, t.hash, reason); err != nil {
+	reason := j.why
+	if err := c.markRestarted(ctx, w, j.token, reason); err != nil {
 		if apierrors.IsConflict(err) {
 			// The cache is behind the workload, perhaps behind our own
 			// restart of it: the retry sees the newer version.
@@ -106,20 +102,27 @@ func (c *Controller) syncWorkload(ctx context.Context, k Key) (queue.Result, err
 		c.release(k)
 		return queue.Result{}, err
 	}
-	klog.FromContext(ctx).Info("Restarted workload for its sidecar proxy", "workload", k, "outdatedPods", len(stale), "reason", reason)
-	c.restartEvent(w, t, len(stale), len(pods), reason)
+	klog.FromContext(ctx).Info("Restarted workload for its sidecar proxy", "workload", k, "pods", len(stale), "move", j.move, "reason", reason)
+	c.restartEvent(w, t, j, len(pods))
 	c.metrics.Restart(string(k.Kind), metrics.RestartIssued)
 	return queue.Result{RequeueAfter: WorkloadRecheckInterval}, nil
 }
 
 // restartEvent records who restarted a workload and why, within the
 // budget of Events on restarted workloads.
-func (c *Controller) restartEvent(w *workload, t *target, stale, pods int, reason string) {
-	ok, firstOver := c.restartEvents.allow(c.clock.Now(), t.hash)
+func (c *Controller) restartEvent(w *workload, t *target, j judgement, pods int) {
+	ok, firstOver := c.restartEvents.allow(c.clock.Now(), j.token)
 	if ok {
-		c.recorder.Eventf(w.obj, corev1.EventTypeNormal, v1alpha2.EventProxySidecarRestarted,
-			"istio-operator restarted %s %s: %d of %d pods run an outdated sidecar proxy (%s); the desired proxy is %s.",
-			w.key.Kind, w.key.Name, stale, pods, reason, t.proxy.Image)
+		var what string
+		switch j.move {
+		case changeJoin:
+			what = fmt.Sprintf("%d of %d pods have no sidecar proxy: %s; their new pods get proxy %s", len(j.stale), pods, j.why, t.proxy.Image)
+		case changeLeave:
+			what = fmt.Sprintf("%d of %d pods have a sidecar proxy they should not have: %s; their new pods have none", len(j.stale), pods, j.why)
+		default:
+			what = fmt.Sprintf("%d of %d pods run an outdated sidecar proxy (%s); the desired proxy is %s", len(j.stale), pods, j.why, t.proxy.Image)
+		}
+		c.recorder.Eventf(w.obj, corev1.EventTypeNormal, v1alpha2.EventProxySidecarRestarted, "istio-operator restarted %s %s: %s.", w.key.Kind, w.key.Name, what)
 		return
 	}
 	if !firstOver {
@@ -136,9 +139,10 @@ func (c *Controller) restartEvent(w *workload, t *target, stale, pods int, reaso
 
 // follow watches a workload restarted for the target: a rollout until it
 // is done, or the evictions one pod at a time.
-func (c *Controller) follow(ctx context.Context, w *workload, t *target, pods, stale []*corev1.Pod) (queue.Result, error) {
+func (c *Controller) follow(ctx context.Context, w *workload, t *target, pods []*corev1.Pod, j judgement) (queue.Result, error) {
 	k := w.key
-	if why := c.progress(w, t); why != "" {
+	stale := j.stale
+	if why := stuck(w, j); why != "" {
 		c.release(k)
 		return queue.Result{}, nil // blocked: the summary reports it
 	}
@@ -155,7 +159,7 @@ func (c *Controller) follow(ctx context.Context, w *workload, t *target, pods, s
 		return queue.Result{}, nil
 	}
 	now := c.clock.Now()
-	if r := c.refusalOf(k, t.hash); r != nil && r.blocked {
+	if r := c.refusalOf(k, j.token); r != nil && r.blocked {
 		// Reported blocked, its slot given up: try again now and then.
 		if wait := r.lastTry.Add(EvictionBlockedInterval).Sub(now); wait > 0 {
 			return queue.Result{RequeueAfter: wait}, nil
@@ -195,14 +199,14 @@ func (c *Controller) follow(ctx context.Context, w *workload, t *target, pods, s
 		return queue.Result{RequeueAfter: RollingInterval}, nil
 	case apierrors.IsTooManyRequests(err) && apierrors.HasStatusCause(err, policyv1.DisruptionBudgetCause):
 		// A PodDisruptionBudget says not now.
-		r, nowBlocked := c.refused(k, t.hash, pod.Name, now)
+		r, nowBlocked := c.refused(k, j.token, pod.Name, now)
 		if nowBlocked {
 			klog.FromContext(ctx).Info("Eviction refused by a PodDisruptionBudget for too long, reporting the workload blocked",
 				"workload", k, "pod", pod.Name, "since", r.since)
 			c.recorder.Eventf(w.obj, corev1.EventTypeWarning, v1alpha2.EventProxySidecarEvictionBlocked,
-				"Evicting pod %s to give it the new sidecar proxy %s has been refused by a PodDisruptionBudget since %s. "+
+				"Evicting pod %s (%s) has been refused by a PodDisruptionBudget since %s. "+
 					"The other workloads go on; the operator tries again every %v. Allow a disruption, or delete the pod yourself.",
-				pod.Name, t.proxy.Image, r.since.UTC().Format(time.RFC3339), EvictionBlockedInterval)
+				pod.Name, j.why, r.since.UTC().Format(time.RFC3339), EvictionBlockedInterval)
 			c.release(k)
 			c.loop.Add(t.istio) // the summary names it
 		}

@@ -33,21 +33,29 @@ func (c *Controller) syncSummary(ctx context.Context, k Key) (queue.Result, erro
 	// gate's waiting write carries no status.nextMaintenanceWindow, which
 	// clears it: no restart waits for a window then.
 	verdict, cached, err := c.gate().Check(ctx, k.ObjectName())
-	if verdict != status.Proceed {
+	var t *target
+	switch {
+	case verdict == status.Proceed:
+		proxy, err := c.desiredProxy(cached)
+		if err != nil {
+			return queue.Result{}, err
+		}
+		t = (&target{istio: k, proxy: proxy, hash: proxy.Hash(), pacing: cached.Spec.EffectiveRestartPacing(c.defaults)}).withWindows(&cached.Spec)
+	case verdict == status.Deleting && removingSidecars(cached):
+		t = &target{istio: k, removal: true, hash: noSidecar, pacing: cached.Spec.EffectiveRestartPacing(c.defaults)}
+	default:
 		c.dropTarget(k)
 		return queue.Result{}, err
 	}
-
-	proxy, err := c.desiredProxy(cached)
-	if err != nil {
-		return queue.Result{}, err
-	}
-	t := (&target{istio: k, proxy: proxy, hash: proxy.Hash(), pacing: cached.Spec.EffectiveRestartPacing(c.defaults)}).withWindows(&cached.Spec)
 	for _, w := range c.pacer.configure(t.pacing) {
 		c.loop.Add(w) // reserved at the old rate: reserve again at the new one
 	}
 	if old := c.target.Swap(t); old == nil || old.hash != t.hash {
-		klog.FromContext(ctx).Info("Desired sidecar proxy", "image", proxy.Image, "hash", t.hash, "pacing", t.pacing)
+		if t.removal {
+			klog.FromContext(ctx).Info("Istio is uninstalled: removing the sidecars", "pacing", t.pacing)
+		} else {
+			klog.FromContext(ctx).Info("Desired sidecar proxy", "image", t.proxy.Image, "hash", t.hash, "pacing", t.pacing)
+		}
 	}
 
 	n := c.count(t)
@@ -61,7 +69,7 @@ func (c *Controller) syncSummary(ctx context.Context, k Key) (queue.Result, erro
 		metrics.WorkloadWaiting: len(n.waiting), metrics.WorkloadRolling: len(n.rolling),
 		metrics.WorkloadBlocked: len(n.blocked) + len(n.platformBlocked), metrics.WorkloadManual: len(n.manual),
 		metrics.WorkloadWindow: len(n.held),
-	})
+	}, map[string]int{metrics.MoveJoin: n.moves[changeJoin], metrics.MoveLeave: n.moves[changeLeave]})
 
 	cond, after := n.condition(t)
 	prev := meta.FindStatusCondition(cached.Status.Conditions, v1alpha2.ConditionProxySidecarRestartSucceeded)
@@ -79,8 +87,11 @@ func (c *Controller) syncSummary(ctx context.Context, k Key) (queue.Result, erro
 	if wrote && (prev == nil || prev.Reason != cond.Reason) {
 		switch cond.Reason {
 		case v1alpha2.ReasonProxySidecarManualRestartRequired, v1alpha2.ReasonProxySidecarRestartFailed,
-			v1alpha2.ReasonProxySidecarRestartPartiallySucceeded, v1alpha2.ReasonProxySidecarMaintenanceWindowInvalid:
+			v1alpha2.ReasonProxySidecarRestartPartiallySucceeded, v1alpha2.ReasonProxySidecarMaintenanceWindowInvalid,
+			v1alpha2.ReasonProxySidecarRemovalIncomplete:
 			c.recorder.Event(cached, corev1.EventTypeWarning, cond.Reason, cond.Message)
+		case v1alpha2.ReasonProxySidecarsRemoved:
+			c.recorder.Event(cached, corev1.EventTypeNormal, cond.Reason, cond.Message)
 		case v1alpha2.ReasonProxySidecarRestartSucceeded:
 			if prev != nil {
 				c.recorder.Event(cached, corev1.EventTypeNormal, cond.Reason, cond.Message)
@@ -119,7 +130,8 @@ func (c *Controller) progressWait(k Key, prev *metav1.Condition, cond status.Con
 		return 0 // nothing to write
 	}
 	onlyCounts := prev != nil && prev.Reason == cond.Reason && prev.Status == cond.Status &&
-		prev.ObservedGeneration == generation && cond.Reason == v1alpha2.ReasonProxySidecarRestartInProgress
+		prev.ObservedGeneration == generation &&
+		(cond.Reason == v1alpha2.ReasonProxySidecarRestartInProgress || cond.Reason == v1alpha2.ReasonProxySidecarRemovalInProgress)
 	now := c.clock.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -156,28 +168,33 @@ type census struct {
 	untilOpens time.Duration
 	// windowsErr says why the maintenance windows cannot be read.
 	windowsErr error
+	// moves counts the workloads waiting, held, rolling or blocked by what
+	// their pods need: joining or leaving the mesh, or a new proxy.
+	moves map[change]int
 	// toStart are the waiting workloads the pacer does not know yet, the
 	// platform's first.
 	toStart []Key
 }
 
-// count groups the injected pods by workload and classifies each workload.
+// count groups the pods of the mesh by workload and classifies each
+// workload.
 func (c *Controller) count(t *target) *census {
-	type group struct{ stale []*corev1.Pod }
 	type owner struct {
 		key Key
 		ok  bool
 	}
-	groups := map[Key]*group{}
+	groups := map[Key][]*corev1.Pod{}
 	byReplicaSet := map[types.UID]owner{} // the pods of one ReplicaSet share a workload
 	now := c.clock.Now()
 	inWindow := t.inWindow(now)
-	n := &census{windowsErr: t.windowsErr}
-	objs, _ := c.pods.ByIndex(injectedIndex, "true")
-	for _, o := range objs {
-		pod := o.(*corev1.Pod)
-		if !live(pod) || otherRevision(pod) {
-			continue // another revision's pods are its control plane's
+	n := &census{windowsErr: t.windowsErr, moves: map[change]int{}}
+	c.meshPods(t, func(pod *corev1.Pod, ns *corev1.Namespace) {
+		if !live(pod) || injected(pod) && otherRevision(pod) {
+			return // another revision's pods are its control plane's
+		}
+		move, _ := t.judge(pod, ns)
+		if move == changeNone && !injected(pod) {
+			return // outside the mesh, and rightly so
 		}
 		var k Key
 		var ok bool
@@ -191,31 +208,31 @@ func (c *Controller) count(t *target) *census {
 		} else {
 			k, ok = workloadOf(pod, c.replicaSets)
 		}
-		stale := outdated(pod, &t.proxy) != ""
-		if stale {
-			n.outdatedPods++
-		}
 		if !ok {
-			if stale {
+			if move != changeNone {
+				if move == changeProxy {
+					n.outdatedPods++
+				}
 				n.manual = append(n.manual, describe(k, pod))
 			}
-			continue
+			return
 		}
-		g := groups[k]
-		if g == nil {
-			g = &group{}
-			groups[k] = g
-		}
-		if stale {
-			g.stale = append(g.stale, pod)
-		}
-	}
+		groups[k] = append(groups[k], pod)
+	})
 
-	for k, g := range groups {
+	for k, pods := range groups {
 		w, err := c.getWorkload(k)
+		var template map[string]string
+		if err == nil && w != nil {
+			template = w.template
+		}
+		j := c.judgePods(t, k.Namespace, template, pods)
+		if j.move == changeProxy {
+			n.outdatedPods += len(j.stale)
+		}
 		if err != nil || w == nil {
-			if len(g.stale) > 0 {
-				n.wait(k, t.mayRestart(inWindow, g.stale)) // the cache lags; its own sync resolves it
+			if len(j.stale) > 0 {
+				n.wait(k, j.move, t.mayRestart(inWindow, j.stale)) // the cache lags; its own sync resolves it
 			}
 			continue
 		}
@@ -226,21 +243,22 @@ func (c *Controller) count(t *target) *census {
 			continue
 		}
 		if c.excluded(w) {
-			if len(g.stale) > 0 {
+			if len(j.stale) > 0 {
 				n.excluded++
 			}
 			continue
 		}
-		if w.restartedFor() == t.hash {
-			// Only outdated pods can show that the restart did not help.
-			why := stuck(w, t, g.stale)
-			if why == "" && len(g.stale) > 0 && w.byEviction {
-				why = c.evictionBlocked(k, t.hash)
+		if w.restartedFor() == j.token {
+			// Only pods that still need a restart can show that the
+			// restart did not help.
+			why := stuck(w, j)
+			if why == "" && len(j.stale) > 0 && w.byEviction {
+				why = c.evictionBlocked(k, j.token)
 			}
 			switch {
 			case why != "":
-				n.block(k, why, c.platform[k.Namespace])
-			case len(g.stale) == 0 && (w.byEviction || w.rollout.Done):
+				n.block(k, j.move, why, c.platform[k.Namespace])
+			case len(j.stale) == 0 && (w.byEviction || w.rollout.Done):
 				n.restarted++
 				if c.pacer.waiting(k) {
 					n.toStart = append(n.toStart, k) // its sync frees the slot
@@ -248,17 +266,18 @@ func (c *Controller) count(t *target) *census {
 			default:
 				c.pacer.rolling(k)
 				n.rolling = append(n.rolling, k)
+				n.moves[j.move]++
 			}
 			continue
 		}
-		if len(g.stale) == 0 {
+		if len(j.stale) == 0 {
 			continue
 		}
 		if why := blockedBefore(w); why != "" {
-			n.block(k, why, c.platform[k.Namespace])
+			n.block(k, j.move, why, c.platform[k.Namespace])
 			continue
 		}
-		n.wait(k, t.mayRestart(inWindow, g.stale))
+		n.wait(k, j.move, t.mayRestart(inWindow, j.stale))
 	}
 
 	sort.Slice(n.waiting, func(i, j int) bool { return c.platformFirst(n.waiting[i], n.waiting[j]) })
@@ -279,15 +298,10 @@ func (c *Controller) count(t *target) *census {
 	return n
 }
 
-// progress says why a workload restarted for the target cannot finish, or
-// "": its rollout is stuck, or pods created after its restart still get an
-// outdated proxy (then restarting again would not help).
-func (c *Controller) progress(w *workload, t *target) string {
-	return stuck(w, t, c.podsOf(w.key))
-}
-
-// stuck is progress over the given pods of the workload.
-func stuck(w *workload, t *target, pods []*corev1.Pod) string {
+// stuck says why a restarted workload cannot finish, or "": its rollout is
+// stuck, or pods created after its restart still need one (then restarting
+// again would not help: the injector decides otherwise than expected).
+func stuck(w *workload, j judgement) string {
 	if w.rollout.Failed != "" && !w.byEviction {
 		return "rollout stuck: " + w.rollout.Failed
 	}
@@ -299,19 +313,22 @@ func stuck(w *workload, t *target, pods []*corev1.Pod) string {
 	// must stay the same from one count to the next, or every count would
 	// write the condition anew.
 	var first *corev1.Pod
-	var firstWhy string
-	for _, pod := range pods {
-		if !live(pod) || pod.CreationTimestamp.Time.Before(since) || (first != nil && pod.Name > first.Name) {
+	for _, pod := range j.stale {
+		if pod.CreationTimestamp.Time.Before(since) || (first != nil && pod.Name > first.Name) {
 			continue
 		}
-		if why := outdated(pod, &t.proxy); why != "" {
-			first, firstWhy = pod, why
-		}
+		first = pod
 	}
 	if first == nil {
 		return ""
 	}
-	return fmt.Sprintf("pod %s, created after the restart, still runs an outdated proxy: %s", first.Name, firstWhy)
+	switch j.move {
+	case changeJoin:
+		return fmt.Sprintf("pod %s, created after the restart, has no sidecar: the injector did not inject it", first.Name)
+	case changeLeave:
+		return fmt.Sprintf("pod %s, created after the restart, still has a sidecar", first.Name)
+	}
+	return fmt.Sprintf("pod %s, created after the restart, still runs an outdated proxy: %s", first.Name, j.why)
 }
 
 // blockedBefore says why an outdated workload must not be restarted now
@@ -336,7 +353,8 @@ func describe(owner Key, pod *corev1.Pod) string {
 
 // wait records an outdated workload not yet restarted: one that may be
 // restarted now waits its turn, any other waits for a maintenance window.
-func (n *census) wait(k Key, now bool) {
+func (n *census) wait(k Key, move change, now bool) {
+	n.moves[move]++
 	if now {
 		n.waiting = append(n.waiting, k)
 		return
@@ -354,7 +372,8 @@ func (n *census) window() *status.Window {
 }
 
 // block records a workload that cannot be restarted now, and why.
-func (n *census) block(k Key, why string, platform bool) {
+func (n *census) block(k Key, move change, why string, platform bool) {
+	n.moves[move]++
 	entry := fmt.Sprintf("%s/%s (%s)", k.Namespace, k.Name, why)
 	if platform {
 		n.platformBlocked = append(n.platformBlocked, entry)
@@ -398,6 +417,12 @@ func (n *census) condition(t *target) (cond status.Condition, after time.Duratio
 	if len(n.rolling) > 0 {
 		extra = append(extra, fmt.Sprintf("%d rolling out", len(n.rolling)))
 	}
+	if j := n.moves[changeJoin]; j > 0 {
+		extra = append(extra, fmt.Sprintf("%d joining the mesh", j))
+	}
+	if l := n.moves[changeLeave]; l > 0 {
+		extra = append(extra, fmt.Sprintf("%d leaving the mesh", l))
+	}
 	if !n.opens.IsZero() {
 		extra = append(extra, fmt.Sprintf("%d wait for the maintenance window that opens at %s", len(n.held), n.opens.Format(time.RFC3339)))
 	}
@@ -412,6 +437,9 @@ func (n *census) condition(t *target) (cond status.Condition, after time.Duratio
 	}
 	if len(extra) > 0 {
 		progress += " (" + strings.Join(extra, "; ") + ")"
+	}
+	if t.removal {
+		return n.removalCondition(progress)
 	}
 	switch {
 	case n.windowsErr != nil:

@@ -25,8 +25,11 @@ import (
 var keptPodAnnotations = []string{
 	annotationSidecarStatus, annotationProxyImage,
 	annotationProxyCPU, annotationProxyCPULimit, annotationProxyMemory, annotationProxyMemoryLimit,
-	istioclient.ProxyConfigAnnotation, annotationLimitRanger,
+	istioclient.ProxyConfigAnnotation, annotationLimitRanger, annotationRevision, labelSidecarInject,
 }
+
+// keptPodLabels are the pod labels the injector's selection reads.
+var keptPodLabels = []string{labelRevision, labelSidecarInject}
 
 // cacheShapes are the shapes of the shared caches this controller decides:
 // pods and ReplicaSets as above, and workloads without their pod template's
@@ -70,9 +73,15 @@ func trimPod(obj any) (any, error) {
 		return obj, nil
 	}
 	out := &corev1.Pod{ObjectMeta: trimMeta(&pod.ObjectMeta, keptPodAnnotations)}
-	if rev, ok := pod.Labels[labelRevision]; ok {
-		out.Labels = map[string]string{labelRevision: intern(rev)}
+	for _, l := range keptPodLabels {
+		if v, ok := pod.Labels[l]; ok {
+			if out.Labels == nil {
+				out.Labels = map[string]string{}
+			}
+			out.Labels[l] = intern(v)
+		}
 	}
+	out.Spec.HostNetwork = pod.Spec.HostNetwork
 	if _, injected := pod.Annotations[annotationSidecarStatus]; injected {
 		// The status annotation is a JSON document; only its presence counts.
 		out.Annotations[annotationSidecarStatus] = ""
@@ -162,17 +171,22 @@ func cpuAndMemory(list corev1.ResourceList) corev1.ResourceList {
 }
 
 // trimReplicaSet is the ReplicaSet informer's transform: owner and replica
-// counts, no template.
+// counts; of the template only whether it carries a sidecar itself
+// (istioctl kube-inject), which judgePods reads.
 func trimReplicaSet(obj any) (any, error) {
 	rs, ok := obj.(*appsv1.ReplicaSet)
 	if !ok {
 		return obj, nil
 	}
-	return &appsv1.ReplicaSet{
+	out := &appsv1.ReplicaSet{
 		ObjectMeta: trimMeta(&rs.ObjectMeta, []string{AnnotationRestartedFor, AnnotationRestartedAt}),
 		Spec:       appsv1.ReplicaSetSpec{Replicas: rs.Spec.Replicas},
 		Status:     appsv1.ReplicaSetStatus{Replicas: rs.Status.Replicas, ReadyReplicas: rs.Status.ReadyReplicas},
-	}, nil
+	}
+	if _, ok := rs.Spec.Template.Annotations[annotationSidecarStatus]; ok {
+		out.Spec.Template.Annotations = map[string]string{annotationSidecarStatus: ""}
+	}
+	return out, nil
 }
 
 func trimMeta(m *metav1.ObjectMeta, annotations []string) metav1.ObjectMeta {

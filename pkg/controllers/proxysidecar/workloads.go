@@ -24,7 +24,8 @@ type workload struct {
 	// their pods are evicted one by one, and the restart annotations go on
 	// the workload's own metadata.
 	byEviction bool
-	// template holds the pod template's annotations (template kinds).
+	// template holds the pod template's annotations (a ReplicaSet's only
+	// the sidecar status, see trimReplicaSet).
 	template map[string]string
 	paused   bool
 	rollout  rollout.Status
@@ -63,13 +64,16 @@ func (c *Controller) getWorkload(k Key) (*workload, error) {
 	case KindReplicaSet:
 		var rs *appsv1.ReplicaSet
 		if rs, err = c.replicaSets.ReplicaSets(k.Namespace).Get(k.Name); err == nil {
-			w.obj, w.byEviction, w.owner = rs, true, metav1.GetControllerOfNoCopy(rs)
+			w.obj, w.template, w.byEviction, w.owner = rs, rs.Spec.Template.Annotations, true, metav1.GetControllerOfNoCopy(rs)
 			w.ready, w.desired = rs.Status.ReadyReplicas, ptr.Deref(rs.Spec.Replicas, 1)
 		}
 	case KindReplicationController:
 		var rc *corev1.ReplicationController
 		if rc, err = c.rcs.ReplicationControllers(k.Namespace).Get(k.Name); err == nil {
 			w.obj, w.byEviction = rc, true
+			if rc.Spec.Template != nil {
+				w.template = rc.Spec.Template.Annotations
+			}
 			w.ready, w.desired = rc.Status.ReadyReplicas, ptr.Deref(rc.Spec.Replicas, 1)
 		}
 	default:

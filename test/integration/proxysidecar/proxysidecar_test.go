@@ -232,25 +232,7 @@ func restartAnnotation(t *testing.T, cs kubernetes.Interface, kind, ns, name str
 
 func waitCondition(t *testing.T, ns, reason string, check func(c *metav1.Condition) error) *v1alpha2.Istio {
 	t.Helper()
-	var got *v1alpha2.Istio
-	cluster.WaitFor(t, timeout, "ProxySidecarRestartSucceeded reason "+reason, func(ctx context.Context) (bool, error) {
-		i, err := operatortest.Client(t).OperatorV1alpha2().Istios(ns).Get(ctx, "default", metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		c := meta.FindStatusCondition(i.Status.Conditions, v1alpha2.ConditionProxySidecarRestartSucceeded)
-		if c == nil || c.Reason != reason || c.ObservedGeneration != i.Generation {
-			return false, fmt.Errorf("condition is %+v", c)
-		}
-		if check != nil {
-			if err := check(c); err != nil {
-				return false, err
-			}
-		}
-		got = i
-		return true, nil
-	})
-	return got
+	return operatortest.WaitCondition(t, timeout, ns, "default", v1alpha2.ConditionProxySidecarRestartSucceeded, reason, check)
 }
 
 func patchSpec(t *testing.T, ns, spec string) {

@@ -54,8 +54,12 @@ const (
 	ReasonIstioVersionUpdateNotAllowed     = "IstioVersionUpdateNotAllowed"
 	ReasonForeignIstioFound                = "ForeignIstioFound"
 	ReasonIstioUninstalling                = "IstioUninstalling"
-	ReasonExperimentalFeatureNotAvailable  = "ExperimentalFeatureNotAvailable"
-	ReasonWaitingForDependency             = "WaitingForDependency"
+	// ReasonIstioUninstallSucceeded: Istio is uninstalled; the resource
+	// goes once the proxy sidecar controller has restarted the workloads
+	// with sidecars (unless AnnotationKeepSidecars).
+	ReasonIstioUninstallSucceeded         = "IstioUninstallSucceeded"
+	ReasonExperimentalFeatureNotAvailable = "ExperimentalFeatureNotAvailable"
+	ReasonWaitingForDependency            = "WaitingForDependency"
 )
 
 // ReasonWaitingForInstallation is the reason of the proxy sidecar, ingress
@@ -80,7 +84,19 @@ const (
 	// a time zone the operator does not know, so nothing is restarted (an
 	// Error).
 	ReasonProxySidecarMaintenanceWindowInvalid = "ProxySidecarMaintenanceWindowInvalid"
+	// After an uninstall (Installed False, IstioUninstallSucceeded) the
+	// workloads with sidecars are restarted without them: in progress,
+	// done, or done as far as possible (blocked workloads and pods nothing
+	// can restart keep theirs, named). The installation controller lets the
+	// resource go after either of the last two.
+	ReasonProxySidecarRemovalInProgress = "ProxySidecarRemovalInProgress"
+	ReasonProxySidecarsRemoved          = "ProxySidecarsRemoved"
+	ReasonProxySidecarRemovalIncomplete = "ProxySidecarRemovalIncomplete"
 )
+
+// AnnotationKeepSidecars, "true" on the Istio resource, lets it go right
+// after the uninstall: workloads keep their sidecars until they restart.
+const AnnotationKeepSidecars = "istio-operator.kyma-project.io/keep-sidecars-on-uninstall"
 
 // Reasons of IngressGatewayReady and IngressTargetingUserResourceFound.
 // Owner: ingress gateway controller.
