@@ -155,3 +155,70 @@ func generation(t *testing.T, cs kubernetes.Interface, ns, name string) int64 {
 	t.Helper()
 	return deployment(t, cs, ns, name).Generation
 }
+
+// TestSidecarRemovalAcrossOperatorRestart: an operator stopped in the
+// middle of removing the sidecars after an uninstall, and started again,
+// finishes the removal without restarting any workload a second time, and
+// only then lets the resource go.
+func TestSidecarRemovalAcrossOperatorRestart(t *testing.T) {
+	cluster.InstallIstioCRD(t)
+	cs := cluster.Current().Clientset()
+	opNS := cluster.Namespace(t, nil)
+	op := operatortest.Start(t, opNS)
+	// One restart every 10 s: the removal takes long enough to stop the
+	// operator in its middle.
+	operatortest.CreateIstio(t, opNS, "default", v1alpha2.IstioSpec{
+		ProxyRestart: &v1alpha2.ProxyRestart{RestartsPerSecond: v1alpha2.NewQuantity("100m")}})
+	t.Cleanup(func() { operatortest.DeleteIstio(t, timeout, opNS, "default") })
+	operatortest.WaitForState(t, timeout, opNS, "default", v1alpha2.StateReady,
+		v1alpha2.ConditionInstalled, metav1.ConditionTrue, v1alpha2.ReasonIstioInstallSucceeded)
+	cluster.WaitIstiod(t, timeout)
+
+	mesh := cluster.MeshNamespace(t)
+	names := []string{"a", "b", "c"}
+	for _, name := range names {
+		if _, err := cs.AppsV1().Deployments(mesh).Create(t.Context(), cluster.NewDeployment(name, 1), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	injectedPods(t, cs, mesh, len(names))
+	generations := map[string]int64{}
+	for _, name := range names {
+		generations[name] = generation(t, cs, mesh, name)
+	}
+
+	if err := operatortest.Client(t).OperatorV1alpha2().Istios(opNS).Delete(t.Context(), "default", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	removed := func() int {
+		n := 0
+		for _, name := range names {
+			if restartedFor(t, cs, mesh, name) == "no-sidecar" {
+				n++
+			}
+		}
+		return n
+	}
+	cluster.WaitFor(t, timeout, "the first workload restarted without its sidecar", func(context.Context) (bool, error) {
+		return removed() >= 1, nil
+	})
+	op.Stop()
+	if n := removed(); n == len(names) {
+		t.Fatalf("all %d workloads restarted before the operator stopped: the removal was not interrupted", n)
+	}
+	if _, err := operatortest.Client(t).OperatorV1alpha2().Istios(opNS).Get(t.Context(), "default", metav1.GetOptions{}); err != nil {
+		t.Fatalf("the resource went before its sidecars: %v", err)
+	}
+
+	operatortest.Start(t, opNS)
+	operatortest.DeleteIstio(t, 2*timeout, opNS, "default")
+	for _, name := range names {
+		if got := restartedFor(t, cs, mesh, name); got != "no-sidecar" {
+			t.Errorf("%s restarted for %q, want no-sidecar", name, got)
+		}
+		// One restart is one template change: one generation.
+		if got, was := generation(t, cs, mesh, name), generations[name]; got != was+1 {
+			t.Errorf("Deployment %s at generation %d, was %d before the uninstall: want exactly one restart", name, got, was)
+		}
+	}
+}
