@@ -223,6 +223,9 @@ type judgement struct {
 	// while they should not.
 	token string
 	ns    *corev1.Namespace
+	// templated: pods keep a sidecar that their template carries, which
+	// no restart takes away.
+	templated bool
 }
 
 // judgePods judges the pods of one workload in namespace. A workload whose
@@ -245,6 +248,7 @@ func (t *target) judgePods(ns *corev1.Namespace, template map[string]string, pod
 		m, why := t.judge(pod, j.ns)
 		if kubeInjected && (m == changeJoin || m == changeLeave) {
 			// Its template carries the sidecar: only the proxy is judged.
+			j.templated = j.templated || m == changeLeave
 			m, why = changeNone, ""
 			if injected(pod) && !t.removal {
 				if why = outdated(pod, &t.proxy); why != "" {

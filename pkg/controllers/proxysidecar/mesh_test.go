@@ -164,14 +164,18 @@ func TestJoinAndLeave(t *testing.T) {
 }
 
 // TestRemovalAfterUninstall: the removal target takes every sidecar of the
-// operator's revision away, whatever the namespace says, and leaves other
-// revisions' pods alone.
+// operator's revision away, whatever the namespace says, names the
+// workloads whose template carries theirs, and leaves other revisions'
+// pods alone.
 func TestRemovalAfterUninstall(t *testing.T) {
 	f := newFixture(t, v1alpha2.RestartPacing{})
 	f.namespace("mesh", map[string]string{"istio-injection": "enabled"})
 	web := f.deploy("mesh", "web", nil, f.want, f.old)
 	f.deploy("mesh", "joins-not", nil)
 	f.bare("mesh", "joins-not-0", controllertest.Owned("ReplicaSet", "apps/v1", "joins-not-1"), nil)
+	f.deploy("mesh", "kube-injected", func(d *appsv1.Deployment) {
+		d.Spec.Template.Annotations = map[string]string{annotationSidecarStatus: "{}"}
+	}, f.want)
 	canary := f.deploy("mesh", "canary", nil, f.want)
 	for _, o := range f.c.podsOf(canary) {
 		p := o.DeepCopy()
@@ -181,8 +185,11 @@ func TestRemovalAfterUninstall(t *testing.T) {
 	tg := &target{istio: summaryKey, removal: true, hash: noSidecar}
 	f.c.target.Store(tg)
 	n := f.c.count(tg)
-	if !sameKeys(n.waiting, []Key{web}) || n.moves[changeLeave] != 1 {
-		t.Fatalf("waiting %v, moves %v; want web leaving", n.waiting, n.moves)
+	if !sameKeys(n.waiting, []Key{web}) || n.moves[changeLeave] != 2 {
+		t.Fatalf("waiting %v, moves %v; want web leaving, and the kube-injected one", n.waiting, n.moves)
+	}
+	if len(n.blocked) != 1 || !strings.HasPrefix(n.blocked[0], "mesh/kube-injected (its pod template carries the sidecar") {
+		t.Errorf("blocked %v, want the kube-injected workload named", n.blocked)
 	}
 	cond, _ := n.condition(tg)
 	if cond.Reason != v1alpha2.ReasonProxySidecarRemovalInProgress {
@@ -200,6 +207,16 @@ func TestRemovalAfterUninstall(t *testing.T) {
 	}
 	f.changeDeploymentIn("mesh", "web", func(d *appsv1.Deployment) { d.Spec.Template.Annotations = restartedFor(noSidecar, f.clock.Now()) })
 	f.bare("mesh", "web-new", controllertest.Owned("ReplicaSet", "apps/v1", "web-1"), nil)
+	cond, _ = f.c.count(tg).condition(tg)
+	if cond.Reason != v1alpha2.ReasonProxySidecarRemovalIncomplete || !strings.Contains(cond.Message, "mesh/kube-injected") {
+		t.Errorf("condition %s %s %q, want %s naming the kube-injected workload", cond.Status, cond.Reason, cond.Message, v1alpha2.ReasonProxySidecarRemovalIncomplete)
+	}
+	// Its template fixed and its pods replaced: removed.
+	for _, p := range f.c.podsOf(Key{Kind: KindDeployment, Namespace: "mesh", Name: "kube-injected"}) {
+		if err := f.pods.Delete(p); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if cond, _ := f.c.count(tg).condition(tg); cond.Reason != v1alpha2.ReasonProxySidecarsRemoved || cond.Status != metav1.ConditionTrue {
 		t.Errorf("condition %s %s %q, want True %s", cond.Status, cond.Reason, cond.Message, v1alpha2.ReasonProxySidecarsRemoved)
 	}

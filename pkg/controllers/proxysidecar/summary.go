@@ -248,6 +248,11 @@ func (c *Controller) count(t *target) *census {
 			}
 			continue
 		}
+		if t.removal && j.templated {
+			// Named, so that the removal does not claim what it cannot do.
+			n.block(k, changeLeave, "its pod template carries the sidecar (istioctl kube-inject): remove it there", c.platform[k.Namespace])
+			continue
+		}
 		if w.restartedFor() == j.token {
 			// Only pods that still need a restart can show that the
 			// restart did not help.
