@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -66,8 +67,21 @@ var (
 		Help:      "Workloads whose pods join or leave the mesh and are not yet restarted onto the right side, by move (join, leave).",
 	}, []string{"move"})
 
+	// podCacheSize reports the proxy sidecar controller's pod cache; the
+	// controller built last (after each leader election) sets it.
+	podCacheSize       atomic.Pointer[func() (pods, namespaces int)]
+	podCachePods       = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: Namespace, Name: "pod_cache_pods", Help: "Pods the proxy sidecar controller caches: those of the mesh, and of the namespaces that select the injector."}, func() float64 { p, _ := podCache(); return float64(p) })
+	podCacheNamespaces = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: Namespace, Name: "pod_cache_namespaces", Help: "Namespaces whose every pod the proxy sidecar controller caches: those that select the injector."}, func() float64 { _, n := podCache(); return float64(n) })
+
 	proxyOnce sync.Once
 )
+
+func podCache() (pods, namespaces int) {
+	if f := podCacheSize.Load(); f != nil {
+		return (*f)()
+	}
+	return 0, 0
+}
 
 // ProxyMetrics records the proxy sidecar controller's work.
 type ProxyMetrics struct{}
@@ -76,7 +90,8 @@ type ProxyMetrics struct{}
 // series, so that they exist from the start.
 func NewProxyMetrics() *ProxyMetrics {
 	proxyOnce.Do(func() {
-		Registry().MustRegister(proxyRestarts, proxyRestartDuration, outdatedProxies, proxyWorkloads, meshMembership)
+		Registry().MustRegister(proxyRestarts, proxyRestartDuration, outdatedProxies, proxyWorkloads, meshMembership,
+			podCachePods, podCacheNamespaces)
 		for _, k := range WorkloadKinds {
 			proxyRestarts.WithLabelValues(k, RestartIssued)
 			proxyRestarts.WithLabelValues(k, RestartFailed)
@@ -91,6 +106,9 @@ func NewProxyMetrics() *ProxyMetrics {
 	})
 	return &ProxyMetrics{}
 }
+
+// PodCache makes the pod cache gauges report size, read at each scrape.
+func (*ProxyMetrics) PodCache(size func() (pods, namespaces int)) { podCacheSize.Store(&size) }
 
 // Restart counts one restart of a workload of kind.
 func (*ProxyMetrics) Restart(kind, result string) { proxyRestarts.WithLabelValues(kind, result).Inc() }

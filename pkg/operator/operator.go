@@ -268,6 +268,9 @@ func runControllers(ctx context.Context, o Options, cfg *rest.Config, kube kuber
 		f.Start(ctx.Done())
 		defer f.Shutdown()
 	}
+	for _, c := range d.Caches() {
+		c.Start(ctx.Done())
+	}
 	var unsynced []string
 	for typ, ok := range d.KubeInformers.WaitForCacheSync(ctx.Done()) {
 		if !ok {
@@ -284,6 +287,11 @@ func runControllers(ctx context.Context, o Options, cfg *rest.Config, kube kuber
 			if !ok {
 				unsynced = append(unsynced, res.String())
 			}
+		}
+	}
+	for name, c := range d.Caches() {
+		if !c.WaitForCacheSync(ctx.Done()) {
+			unsynced = append(unsynced, name)
 		}
 	}
 	if ctx.Err() != nil {

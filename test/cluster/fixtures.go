@@ -92,6 +92,28 @@ func InstallIstioCRD(t *testing.T) *apiextensionsv1.CustomResourceDefinition {
 // ProxyContainerName is the container Istio's injector adds.
 const ProxyContainerName = "istio-proxy"
 
+// AsInjected makes a pod, or a pod template, look as Istio's injector
+// leaves a pod: its status annotation, the labels its injection template
+// sets (the operator's pod cache selects injected pods by
+// service.istio.io/canonical-name), and an istio-proxy container of image.
+func AsInjected(m *metav1.ObjectMeta, spec *corev1.PodSpec, image string) {
+	if m.Annotations == nil {
+		m.Annotations = map[string]string{}
+	}
+	m.Annotations["sidecar.istio.io/status"] = `{"containers":["istio-proxy"]}`
+	if m.Labels == nil {
+		m.Labels = map[string]string{}
+	}
+	name := m.Labels["app"]
+	if name == "" {
+		name = "workload"
+	}
+	m.Labels["service.istio.io/canonical-name"] = name
+	m.Labels["service.istio.io/canonical-revision"] = "latest"
+	m.Labels["security.istio.io/tlsMode"] = "istio"
+	spec.Containers = append(spec.Containers, corev1.Container{Name: ProxyContainerName, Image: image})
+}
+
 // Proxy returns the pod's istio-proxy container, injected as a native
 // sidecar (an init container) or as a container; nil without one.
 func Proxy(p *corev1.Pod) *corev1.Container {

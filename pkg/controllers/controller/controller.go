@@ -82,8 +82,28 @@ type Deps struct {
 	ReleaseMemory func()
 
 	dynamic []dynamicinformer.DynamicSharedInformerFactory
+	caches  map[string]Cache
 	shapes  map[reflect.Type]Shape
 }
+
+// Cache is a set of informers a controller builds itself, rather than
+// asking the shared factories (the label-selected pod informers of
+// podcache): it starts, and syncs, with them.
+type Cache interface {
+	Start(stop <-chan struct{})
+	WaitForCacheSync(stop <-chan struct{}) bool
+}
+
+// RegisterCache adds a controller's own cache, under a name for errors.
+func (d *Deps) RegisterCache(name string, c Cache) {
+	if d.caches == nil {
+		d.caches = map[string]Cache{}
+	}
+	d.caches[name] = c
+}
+
+// Caches are the registered caches by name.
+func (d *Deps) Caches() map[string]Cache { return d.caches }
 
 // EventBudget is a token bucket for Events of one kind: Burst at once, then
 // PerSecond. Burst 0 means no limit.

@@ -80,6 +80,10 @@ const (
 	// injected pod), and progress is written at most every
 	// ProgressWriteInterval.
 	SummaryBatchInterval = RollingInterval
+	// podCacheSyncWait is how soon a count is tried again while the pods
+	// of a namespace that just started selecting the injector are being
+	// listed.
+	podCacheSyncWait = time.Second
 	// minWorkers: a restart waits on the API server (and on the token
 	// bucket), so the controller runs more workers than the others.
 	minWorkers = 16
@@ -117,15 +121,17 @@ type Controller struct {
 
 	loop *queue.Loop[Key]
 
-	istios       listers.IstioLister
-	pods         cache.Indexer
-	replicaSets  appslisters.ReplicaSetLister
-	rsIndex      cache.Indexer
-	deployments  appslisters.DeploymentLister
-	statefulSets appslisters.StatefulSetLister
-	daemonSets   appslisters.DaemonSetLister
-	rcs          corelisters.ReplicationControllerLister
-	namespaces   corelisters.NamespaceLister
+	istios listers.IstioLister
+	pods   podIndex
+	// followNamespaces sets the namespaces whose every pod is cached (pods.go).
+	followNamespaces func(namespaces map[string]bool) (synced bool)
+	replicaSets      appslisters.ReplicaSetLister
+	rsIndex          cache.Indexer
+	deployments      appslisters.DeploymentLister
+	statefulSets     appslisters.StatefulSetLister
+	daemonSets       appslisters.DaemonSetLister
+	rcs              corelisters.ReplicationControllerLister
+	namespaces       corelisters.NamespaceLister
 
 	kube     kubernetes.Interface
 	status   *status.Writer
@@ -175,40 +181,37 @@ type target struct {
 // New builds the controller and registers its informers.
 func New(_ context.Context, d *controller.Deps) (controller.Controller, error) {
 	kinf := d.KubeInformers
-	podInformer := kinf.Core().V1().Pods().Informer()
+	pods := newPodCache(d.KubeClient)
+	d.RegisterCache(Name+" pods", pods)
 	rsInformer := kinf.Apps().V1().ReplicaSets().Informer()
 	for example, shape := range cacheShapes {
 		if err := d.ShapeCache(example, shape); err != nil {
 			return nil, err
 		}
 	}
-	for _, step := range []error{
-		podInformer.AddIndexers(cache.Indexers{ownerIndex: indexByOwner, injectedIndex: indexInjected, optInIndex: indexOptIn}),
-		rsInformer.AddIndexers(cache.Indexers{ownerIndex: indexByOwner}),
-	} {
-		if step != nil {
-			return nil, step
-		}
+	if err := rsInformer.AddIndexers(cache.Indexers{ownerIndex: indexByOwner}); err != nil {
+		return nil, err
 	}
 	c := &Controller{
-		namespace:    d.Namespace,
-		defaults:     d.RestartPacing,
-		images:       d.Images,
-		istios:       d.OperatorInformers.Operator().V1alpha2().Istios().Lister(),
-		pods:         podInformer.GetIndexer(),
-		replicaSets:  kinf.Apps().V1().ReplicaSets().Lister(),
-		rsIndex:      rsInformer.GetIndexer(),
-		deployments:  kinf.Apps().V1().Deployments().Lister(),
-		statefulSets: kinf.Apps().V1().StatefulSets().Lister(),
-		daemonSets:   kinf.Apps().V1().DaemonSets().Lister(),
-		rcs:          kinf.Core().V1().ReplicationControllers().Lister(),
-		namespaces:   kinf.Core().V1().Namespaces().Lister(),
-		kube:         d.KubeClient,
-		status:       status.NewWriter(d.OperatorClient, Name, d.Clock),
-		recorder:     d.Recorder(Name),
-		clock:        d.Clock,
-		metrics:      metrics.NewProxyMetrics(),
-		pacer:        newPacer(),
+		namespace:        d.Namespace,
+		defaults:         d.RestartPacing,
+		images:           d.Images,
+		istios:           d.OperatorInformers.Operator().V1alpha2().Istios().Lister(),
+		pods:             pods,
+		followNamespaces: pods.Follow,
+		replicaSets:      kinf.Apps().V1().ReplicaSets().Lister(),
+		rsIndex:          rsInformer.GetIndexer(),
+		deployments:      kinf.Apps().V1().Deployments().Lister(),
+		statefulSets:     kinf.Apps().V1().StatefulSets().Lister(),
+		daemonSets:       kinf.Apps().V1().DaemonSets().Lister(),
+		rcs:              kinf.Core().V1().ReplicationControllers().Lister(),
+		namespaces:       kinf.Core().V1().Namespaces().Lister(),
+		kube:             d.KubeClient,
+		status:           status.NewWriter(d.OperatorClient, Name, d.Clock),
+		recorder:         d.Recorder(Name),
+		clock:            d.Clock,
+		metrics:          metrics.NewProxyMetrics(),
+		pacer:            newPacer(),
 		injector: newInjectorProbe(d.Namespace, func(ctx context.Context, pod *corev1.Pod) (*corev1.Pod, error) {
 			return d.KubeClient.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		}, d.Clock),
@@ -220,6 +223,7 @@ func New(_ context.Context, d *controller.Deps) (controller.Controller, error) {
 		lastEvicted:   map[Key]types.UID{},
 	}
 	c.loop = queue.New(queue.Config[Key]{Name: Name, Clock: d.Clock}, c.sync)
+	c.metrics.PodCache(pods.Size)
 
 	istioEvents := c.loop.Handler(func(obj any) []Key {
 		name, err := cache.ObjectToName(obj)
@@ -257,7 +261,6 @@ func New(_ context.Context, d *controller.Deps) (controller.Controller, error) {
 		handler  cache.ResourceEventHandler
 	}{
 		{d.OperatorInformers.Operator().V1alpha2().Istios().Informer(), istioEvents},
-		{podInformer, podEvents},
 		{kinf.Apps().V1().Deployments().Informer(), workloadEvents(KindDeployment)},
 		{kinf.Apps().V1().StatefulSets().Informer(), workloadEvents(KindStatefulSet)},
 		{kinf.Apps().V1().DaemonSets().Informer(), workloadEvents(KindDaemonSet)},
@@ -268,6 +271,9 @@ func New(_ context.Context, d *controller.Deps) (controller.Controller, error) {
 		if _, err := reg.informer.AddEventHandler(reg.handler); err != nil {
 			return nil, err
 		}
+	}
+	if err := pods.AddEventHandler(podEvents); err != nil {
+		return nil, err
 	}
 	return c, nil
 }

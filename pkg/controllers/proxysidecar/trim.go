@@ -15,7 +15,8 @@ import (
 )
 
 // The pod and ReplicaSet caches hold only what the controller reads, so that
-// tens of thousands of pods stay cheap: identity, owner, the annotations
+// tens of thousands of pods stay cheap (the pod cache's own transform is
+// trimPod, pods.go): identity, owner, the annotations
 // below, the revision label, the injected containers and readiness. The values every sidecar
 // repeats (image, resources, owner kind, configuration hash) are shared
 // between the cached pods rather than held once per pod; cached objects are
@@ -32,14 +33,13 @@ var keptPodAnnotations = []string{
 var keptPodLabels = []string{labelRevision, labelSidecarInject}
 
 // cacheShapes are the shapes of the shared caches this controller decides:
-// pods and ReplicaSets as above, and workloads without their pod template's
+// ReplicaSets as above, and workloads without their pod template's
 // spec. The controllers read a workload's replicas, strategy, status and
 // template metadata (the restart annotations, the ingress gateway
 // controller its Deployment's labels and annotations), and write workloads
 // only with patches, so the containers, volumes and claim templates, often
 // the bulk of a workload, are not cached.
 var cacheShapes = map[runtime.Object]controller.Shape{
-	&corev1.Pod{}:                   func(o runtime.Object) runtime.Object { p, _ := trimPod(o); return p.(runtime.Object) },
 	&appsv1.ReplicaSet{}:            func(o runtime.Object) runtime.Object { r, _ := trimReplicaSet(o); return r.(runtime.Object) },
 	&appsv1.Deployment{}:            trimWorkload,
 	&appsv1.StatefulSet{}:           trimWorkload,

@@ -1051,9 +1051,7 @@ func checkPrinterColumns(t *testing.T) {
 func checkSidecarRestart(t *testing.T) {
 	ns := cluster.Namespace(t, nil)
 	d := cluster.NewDeployment("app", 1)
-	d.Spec.Template.Annotations = map[string]string{"sidecar.istio.io/status": `{"containers":["istio-proxy"]}`}
-	d.Spec.Template.Spec.Containers = append(d.Spec.Template.Spec.Containers,
-		corev1.Container{Name: "istio-proxy", Image: istioclient.Hub + "/proxyv2:1.30.0"})
+	cluster.AsInjected(&d.Spec.Template.ObjectMeta, &d.Spec.Template.Spec, istioclient.Hub+"/proxyv2:1.30.0")
 	kube := cluster.Current().Clientset()
 	ctx := cluster.Context(t)
 	if _, err := kube.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
@@ -1061,7 +1059,7 @@ func checkSidecarRestart(t *testing.T) {
 	}
 	template := func(app string) corev1.PodTemplateSpec {
 		tpl := *d.Spec.Template.DeepCopy()
-		tpl.Labels = map[string]string{"app": app}
+		tpl.Labels["app"] = app // the injector's labels stay
 		return tpl
 	}
 	selector := func(app string) *metav1.LabelSelector {

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -61,9 +60,7 @@ func TestBlockedWorkloadsIdleWritesNothing(t *testing.T) {
 	mesh := cluster.Namespace(t, nil)
 	for i := range workloads {
 		d := cluster.NewDeployment(fmt.Sprintf("pinned-%02d", i), 2)
-		d.Spec.Template.Annotations = map[string]string{"sidecar.istio.io/status": `{"containers":["istio-proxy"]}`}
-		d.Spec.Template.Spec.Containers = append(d.Spec.Template.Spec.Containers,
-			corev1.Container{Name: "istio-proxy", Image: oldProxy})
+		cluster.AsInjected(&d.Spec.Template.ObjectMeta, &d.Spec.Template.Spec, oldProxy)
 		if _, err := cs.AppsV1().Deployments(mesh).Create(t.Context(), d, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}

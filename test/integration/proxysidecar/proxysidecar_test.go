@@ -529,14 +529,15 @@ func TestProxySidecarRestarts(t *testing.T) {
 
 // oldInjectedPod is a pod as an older Istio injected it.
 func oldInjectedPod(name string) *corev1.Pod {
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{"sidecar.istio.io/status": `{"containers":["istio-proxy"]}`}},
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: corev1.PodSpec{
 			NodeSelector: map[string]string{cluster.NodeTypeLabel: "kwok"},
-			Containers: []corev1.Container{{Name: "app", Image: "registry.k8s.io/pause:3.10"},
-				{Name: cluster.ProxyContainerName, Image: oldProxy}},
+			Containers:   []corev1.Container{{Name: "app", Image: "registry.k8s.io/pause:3.10"}},
 		},
 	}
+	cluster.AsInjected(&pod.ObjectMeta, &pod.Spec, oldProxy)
+	return pod
 }
 
 func contains(list []string, s string) bool {
