@@ -8,6 +8,22 @@
 // bench-results.json and bench-results.md into the repository root and
 // prints the Markdown. `make bench` runs it; see docs/performance.md.
 //
+// A big cluster, where the mesh is a small part: --background-pods adds
+// pods outside the mesh (bare pods the harness binds to the kwok nodes
+// itself, in --background-namespaces namespaces without injection), and
+// --churn a steady creation and deletion of such pods, from the end of the
+// setup to the end of the run, waves and idle phase included. The idle
+// phase then compares the operator's CPU with the watch floor's, a bare
+// cluster-wide pod informer on the same churn. 50,000 pods of which 10% are
+// meshed, with 50 pod creations and 50 deletions a second:
+//
+//	make bench BENCH_FLAGS="--workloads 1000 --pods 5 --background-pods 45000 --churn 50"
+//
+// --nodes defaults to enough kwok nodes (1000 pods each) for the run's
+// peak: 53 there, as every Deployment surges by a quarter during a wave.
+// The limits grow with the sizes too: --wave-timeout to half a second per
+// meshed pod (42 minutes there), the background pods' to 30 ms a pod.
+//
 // It exits non-zero only when the harness itself fails (the cluster does not
 // start, a request of its own fails, the operator crashes or never installs
 // Istio); a missed target is marked FAIL in the results.
@@ -18,8 +34,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -50,6 +68,13 @@ type options struct {
 	APIBurst       int           `json:"operatorAPIBurst"`
 	// GOMAXPROCS of the operator; 0 leaves Go's default.
 	GOMAXPROCS int `json:"operatorGOMAXPROCS"`
+	// The big cluster: pods outside the mesh, and a churn of them in pods
+	// created (and as many deleted) per second.
+	BackgroundPods       int           `json:"backgroundPods"`
+	BackgroundNamespaces int           `json:"backgroundNamespaces"`
+	Churn                float64       `json:"churnPodsPerSecond"`
+	ChurnLifetime        time.Duration `json:"-"`
+	ChurnLifetimeText    string        `json:"churnPodLifetime"`
 
 	// Not part of the results.
 	pacingFlags    bool          // the binary has the pacing flags
@@ -84,7 +109,7 @@ func parseFlags(args []string) (options, error) {
 	sizes := fs.String("workloads", "100,1000", "Injected Deployments: a comma-separated list of sizes, each measured on a fresh cluster.")
 	fs.IntVar(&o.Pods, "pods", 3, "Replicas of each Deployment.")
 	fs.IntVar(&o.Namespaces, "namespaces", 20, "Injected namespaces the Deployments are spread over.")
-	fs.IntVar(&o.Nodes, "nodes", 10, "kwok nodes (1000 pods each).")
+	fs.IntVar(&o.Nodes, "nodes", 0, "kwok nodes (1000 pods each). Default: enough for the largest size's peak (its pods with a wave's surge of a quarter more, the background pods, twice the churn pods alive, 100 for Istio), at least 10.")
 	fs.StringVar(&o.UnpacedCPU, "unpaced-cpu", "20m", "Sidecar CPU request the unpaced wave changes to; it must differ from the installed default.")
 	fs.StringVar(&o.PacedCPU, "paced-cpu", "30m", "Sidecar CPU request the paced wave changes to.")
 	fs.StringVar(&o.PacedRate, "paced-rate", "50", "spec.proxyRestart.restartsPerSecond of the paced wave (a quantity).")
@@ -94,13 +119,20 @@ func parseFlags(args []string) (options, error) {
 	fs.Float64Var(&o.APIQPS, "operator-qps", 1000, "The operator's --kube-api-qps (the cluster runs without limits).")
 	fs.IntVar(&o.APIBurst, "operator-burst", 2000, "The operator's --kube-api-burst.")
 	fs.IntVar(&o.GOMAXPROCS, "operator-gomaxprocs", deployedGOMAXPROCS, "The operator's GOMAXPROCS. The default is what the deploy manifest gives it (its CPU limit); 0 leaves Go's default, the machine's cores.")
+	fs.IntVar(&o.BackgroundPods, "background-pods", 0, "Pods outside the mesh, created by the harness as bare pods bound to the kwok nodes, in --background-namespaces namespaces without injection. "+
+		"A big cluster of 50,000 pods, 10% meshed: --workloads 1000 --pods 5 --background-pods 45000 (and --churn 50).")
+	fs.IntVar(&o.BackgroundNamespaces, "background-namespaces", 10, "Namespaces the --background-pods are spread over.")
+	fs.Float64Var(&o.Churn, "churn", 0, "Pods outside the mesh created, and as many deleted, per second, each living --churn-lifetime, in a namespace of their own without injection, from the end of the setup to the end of the run. "+
+		"The idle phase then judges the operator's CPU against the watch floor's on the same churn.")
+	fs.DurationVar(&o.ChurnLifetime, "churn-lifetime", 5*time.Second, "How long each churn pod lives before it is deleted.")
 	fs.StringVar(&o.Binary, "operator-binary", "", "A built operator binary. Default: build bin/istio-operator.")
 	fs.StringVar(&o.OutDir, "out", "", "Directory of bench-results.{json,md}. Default: the repository root.")
 	fs.DurationVar(&o.Settle, "settle", 5*time.Second, "How long to keep watching after a wave has converged, to catch late or repeated patches.")
 	fs.DurationVar(&o.InstallTimeout, "install-timeout", 5*time.Minute, "Limit of the Istio installation.")
-	fs.DurationVar(&o.SetupTimeout, "setup-timeout", 15*time.Minute, "Limit of creating the workloads until all their pods run.")
+	fs.DurationVar(&o.SetupTimeout, "setup-timeout", 15*time.Minute, "Limit of creating the workloads until all their pods run; the --background-pods have as long again, or 30 ms a pod when longer (kwok runs about 100 new pods a second on 2 cores).")
 	fs.DurationVar(&o.CPUProfile, "cpu-profile", 0, "Record the operator's CPU profile for this long from the start of the unpaced wave, into .cache/bench/<size>-unpaced-cpu.pprof, and its heap profile after the wave's last patch into <size>-unpaced-heap.pprof (0: off).")
-	fs.DurationVar(&o.WaveTimeout, "wave-timeout", 20*time.Minute, "Limit of one restart wave, from the change to every pod current (3000 pods take about 8 minutes on 2 cores).")
+	fs.DurationVar(&o.WaveTimeout, "wave-timeout", 0, "Limit of one restart wave, from the change to every pod current (3000 pods take about 8 minutes on 2 cores; with --churn 50 the cluster replaces 3 to 4 pods a second). "+
+		"Default: 20 minutes, or half a second per meshed pod when longer.")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -117,15 +149,37 @@ func parseFlags(args []string) (options, error) {
 	if n, err := strconv.Atoi(o.TrustedProxies); err != nil || n < 0 {
 		return o, fmt.Errorf("--trusted-proxies: %q is not a non-negative number", o.TrustedProxies)
 	}
+	switch {
+	case o.BackgroundPods < 0:
+		return o, errors.New("--background-pods must not be negative")
+	case o.BackgroundPods > 0 && o.BackgroundNamespaces < 1:
+		return o, errors.New("--background-namespaces must be at least 1")
+	case o.Churn < 0 || math.IsNaN(o.Churn) || math.IsInf(o.Churn, 0):
+		return o, errors.New("--churn must be a non-negative number of pods per second")
+	case o.Churn > 0 && o.ChurnLifetime <= 0:
+		return o, errors.New("--churn-lifetime must be positive")
+	case o.Nodes < 0:
+		return o, errors.New("--nodes must not be negative")
+	}
+	need := 0
 	for _, n := range o.Sizes {
 		switch {
-		case n < 1, o.Pods < 1, o.Namespaces < 1, o.Nodes < 1:
-			return o, errors.New("--workloads, --pods, --namespaces and --nodes must be at least 1")
+		case n < 1, o.Pods < 1, o.Namespaces < 1:
+			return o, errors.New("--workloads, --pods and --namespaces must be at least 1")
 		case o.Namespaces > n:
 			return o, fmt.Errorf("--namespaces (%d) must not exceed a size of --workloads (%d)", o.Namespaces, n)
-		case n*o.Pods > o.Nodes*1000:
-			return o, fmt.Errorf("%d pods do not fit on %d nodes of 1000 pods: raise --nodes", n*o.Pods, o.Nodes)
 		}
+		need = max(need, nodesFor(o, n))
+	}
+	if o.Nodes == 0 {
+		o.Nodes = max(defaultNodes, need)
+	} else if o.Nodes < need {
+		largest := slices.Max(o.Sizes)
+		return o, fmt.Errorf("up to %d pods (%d Deployments x %d pods with a wave's surge, %d background, twice the %.0f churn pods alive, %d for Istio) do not fit on %d nodes of %d pods: raise --nodes to %d, or leave it out",
+			peakPods(o, largest), largest, o.Pods, o.BackgroundPods, o.Churn*o.ChurnLifetime.Seconds(), reservedPods, o.Nodes, podsPerNode, need)
+	}
+	if o.WaveTimeout < 0 || o.SetupTimeout <= 0 {
+		return o, errors.New("--wave-timeout must not be negative, --setup-timeout must be positive")
 	}
 	if o.Idle < 0 {
 		return o, errors.New("--idle must not be negative")
@@ -139,6 +193,9 @@ func parseFlags(args []string) (options, error) {
 		return o, errors.New("--unpaced-cpu and --paced-cpu must differ, or the paced wave changes nothing")
 	}
 	o.IdleText = o.Idle.String()
+	if o.Churn > 0 {
+		o.ChurnLifetimeText = o.ChurnLifetime.String()
+	}
 	return o, nil
 }
 

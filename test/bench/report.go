@@ -33,6 +33,16 @@ const (
 	// The operator's install may take at most 5% longer than Istio's
 	// library alone.
 	targetInstallRatio = 1.05
+
+	// The big cluster: with a churn of pods outside the mesh, the idle
+	// operator may spend at most a tenth of the CPU of the watch floor's
+	// full pod informer on the same churn; from targetBigClusterPods pods
+	// (meshed and not) its peak RSS is held to targetPeakRSSMiB.
+	targetIdleFloorRatio = 0.1
+	targetBigClusterPods = 50000
+	// targetChurnShare is the share of --churn the churn must achieve for
+	// the idle comparison to count.
+	targetChurnShare = 0.9
 )
 
 // report is everything one invocation measured: a run per size and the
@@ -74,13 +84,16 @@ type results struct {
 		FreshRestarts int `json:"freshWorkloadsRestarted"`
 		setupStart    time.Time
 	} `json:"setup"`
-	Baseline  snapshot           `json:"baseline"`
-	Unpaced   *waveResult        `json:"unpacedWave,omitempty"`
-	Paced     *waveResult        `json:"pacedWave,omitempty"`
-	Idle      *idleResult        `json:"idle,omitempty"`
-	Reconcile []reconcileSummary `json:"reconcileDurations,omitempty"`
-	Checks    []check            `json:"checks"`
-	Notes     []string           `json:"notes,omitempty"`
+	Baseline snapshot `json:"baseline"`
+	// Background and Churn are the pods outside the mesh, if any.
+	Background *backgroundResult  `json:"background,omitempty"`
+	Churn      *churnResult       `json:"churn,omitempty"`
+	Unpaced    *waveResult        `json:"unpacedWave,omitempty"`
+	Paced      *waveResult        `json:"pacedWave,omitempty"`
+	Idle       *idleResult        `json:"idle,omitempty"`
+	Reconcile  []reconcileSummary `json:"reconcileDurations,omitempty"`
+	Checks     []check            `json:"checks"`
+	Notes      []string           `json:"notes,omitempty"`
 }
 
 // gatewayResult is the numTrustedProxies change: the gateway must roll once.
@@ -135,6 +148,11 @@ type waveResult struct {
 	NewPodsReadySeconds  float64 `json:"newPodsReadySeconds"`
 	RolledOutSeconds     float64 `json:"rolledOutSeconds"`
 	ConditionTrueSeconds float64 `json:"conditionTrueSeconds"`
+	// MeasuredSeconds is the span of the whole-wave figures: the change
+	// to the condition True, plus the settle time.
+	MeasuredSeconds float64 `json:"measuredSeconds"`
+	// Churn is what the churn of pods outside the mesh achieved meanwhile.
+	Churn *churnRates `json:"churn,omitempty"`
 
 	Requests            operatorproc.RequestCounts `json:"apiRequests"`
 	RequestsPerWorkload float64                    `json:"apiRequestsPerWorkload"`
@@ -182,6 +200,16 @@ type idleResult struct {
 	CPUSeconds float64                    `json:"cpuSeconds"`
 	RSSBytes   int64                      `json:"rssBytes"`
 	Restarts   int                        `json:"restartPatches"`
+	// PeakRSSBytes is the operator's peak over the idle phase.
+	PeakRSSBytes        int64   `json:"peakRSSBytes"`
+	CPUSecondsPerMinute float64 `json:"cpuSecondsPerMinute"`
+	// The watch floor over the same interval, and the operator's CPU time
+	// as a share of it.
+	FloorCPUSeconds          float64 `json:"watchFloorCpuSeconds"`
+	FloorCPUSecondsPerMinute float64 `json:"watchFloorCpuSecondsPerMinute"`
+	FloorRatio               float64 `json:"operatorToWatchFloorCpu"`
+	// Churn is what the churn of pods outside the mesh achieved meanwhile.
+	Churn *churnRates `json:"churn,omitempty"`
 }
 
 // check is one row of the results table; Pass is nil for a figure without
@@ -330,6 +358,10 @@ func (r *results) evaluate(o options) {
 			seconds(r.Setup.Seconds))
 		judge("Setup: fresh workloads restarted", strconv.Itoa(r.Setup.FreshRestarts), "0", r.Setup.FreshRestarts == 0)
 	}
+	if b := r.Background; b != nil {
+		info(fmt.Sprintf("Background: %d pods outside the mesh in %d namespaces, bound to %d nodes by the harness: all created / all Running", b.Pods, b.Namespaces, b.Nodes),
+			fmt.Sprintf("%s (%.0f pods/s, %d retries) / %s (%.0f pods/s)", seconds(b.CreatedSeconds), b.CreatedPerSecond, b.Retries, seconds(b.RunningSeconds), b.RunningPerSecond))
+	}
 	info("Operator RSS / heap in use after setup", fmt.Sprintf("%.0f MiB / %.0f MiB", mib(r.Baseline.RSSBytes), mib(r.Baseline.HeapInuseBytes)))
 
 	wave := func(w *waveResult, label string, paced bool) {
@@ -382,6 +414,9 @@ func (r *results) evaluate(o options) {
 		info(label+": watch floor CPU time (bare informers of pods, ReplicaSets, workloads, namespaces): whole wave / until the last patch",
 			fmt.Sprintf("%.2f s / %.2f s", w.FloorCPUSeconds, w.FloorPatchPhaseCPUSeconds))
 		info(label+": API requests until the last restart patch", fmt.Sprintf("%.0f", w.PatchPhaseRequests))
+		if w.Churn != nil {
+			info(label+": churn of pods outside the mesh achieved meanwhile", churnText(*w.Churn))
+		}
 	}
 	wave(r.Unpaced, "Unpaced", false)
 	wave(r.Paced, "Paced", true)
@@ -391,9 +426,85 @@ func (r *results) evaluate(o options) {
 		judge(label+": write requests", fmt.Sprintf("%.0f", i.Writes), "0", i.Writes == 0)
 		judge(label+": LIST requests", fmt.Sprintf("%.0f", i.Lists), "0", i.Lists == 0)
 		info(label+": operator API requests by verb", verbs(i.Requests))
-		info(label+": operator CPU time", fmt.Sprintf("%.2f s", i.CPUSeconds))
+		info(label+": operator CPU time", fmt.Sprintf("%.2f s (%.3f s/min)", i.CPUSeconds, i.CPUSecondsPerMinute))
+		floor := fmt.Sprintf("%.2f s (%.3f s/min)", i.FloorCPUSeconds, i.FloorCPUSecondsPerMinute)
+		ratio := fmt.Sprintf("%.3f (%.3f s/min against %.3f s/min)", i.FloorRatio, i.CPUSecondsPerMinute, i.FloorCPUSecondsPerMinute)
+		if o.Churn > 0 {
+			info(label+": watch floor CPU time over the same interval (bare informers of pods, ReplicaSets, workloads, namespaces)", floor)
+			if i.Churn != nil {
+				judge(label+": churn of pods outside the mesh achieved over the same interval", churnText(*i.Churn),
+					fmt.Sprintf(">= %.0f%% of %g/s created and deleted", 100*targetChurnShare, o.Churn), i.Churn.keptUp(o.Churn, targetChurnShare))
+			}
+			judge(label+": operator CPU time / the watch floor's, on the same churn", ratio,
+				fmt.Sprintf("<= %.2f", targetIdleFloorRatio), i.FloorCPUSeconds > 0 && i.FloorRatio <= targetIdleFloorRatio)
+		} else if i.FloorCPUSeconds > 0 {
+			info(label+": watch floor CPU time over the same interval (bare informers of pods, ReplicaSets, workloads, namespaces)", floor)
+			info(label+": operator CPU time / the watch floor's", ratio)
+		}
+		if i.PeakRSSBytes > 0 {
+			info(label+": operator peak RSS", fmt.Sprintf("%.0f MiB", mib(i.PeakRSSBytes)))
+		}
+	}
+	if c := r.Churn; c != nil {
+		info(fmt.Sprintf("Churn over the run (%g pods/s created and deleted, each living %s)", c.PerSecond, seconds(c.LifetimeSeconds)), churnText(c.Run))
+		if c.LastError != "" {
+			info("Churn: last error", c.LastError)
+		}
+		if c.Cleanup != "" {
+			info("Churn: deleting the pods left at the end", c.Cleanup)
+		}
+	}
+	if total := r.totalPods(o); total >= targetBigClusterPods {
+		peak, where := r.peakRSS()
+		judge(fmt.Sprintf("Big cluster (%d pods, %d meshed): operator peak RSS over the run", total, r.Workloads*o.Pods),
+			fmt.Sprintf("%.0f MiB (%s)", mib(peak), where), fmt.Sprintf("<= %d MiB", targetPeakRSSMiB), peak > 0 && mib(peak) <= targetPeakRSSMiB)
 	}
 	r.Checks = rows
+}
+
+// totalPods is the pods of the benchmark: meshed and in the background.
+func (r *results) totalPods(o options) int { return r.Workloads*o.Pods + o.BackgroundPods }
+
+// peakRSS is the operator's largest peak RSS of the run's phases, and the
+// phase: the setup (since the process started), the waves, the idle phase.
+func (r *results) peakRSS() (int64, string) {
+	peak, where := r.Baseline.PeakRSSBytes, "setup"
+	for _, p := range []struct {
+		name  string
+		bytes int64
+	}{
+		{"unpaced wave", waveRSS(r.Unpaced)},
+		{"paced wave", waveRSS(r.Paced)},
+		{"idle", idleRSS(r.Idle)},
+	} {
+		if p.bytes > peak {
+			peak, where = p.bytes, p.name
+		}
+	}
+	return peak, where
+}
+
+func waveRSS(w *waveResult) int64 {
+	if w == nil {
+		return 0
+	}
+	return w.PeakRSSBytes
+}
+
+func idleRSS(i *idleResult) int64 {
+	if i == nil {
+		return 0
+	}
+	return i.PeakRSSBytes
+}
+
+// churnText renders what a churn achieved.
+func churnText(c churnRates) string {
+	t := fmt.Sprintf("%.1f created/s, %.1f deleted/s over %s", c.CreatedPerSecond, c.DeletedPerSecond, seconds(c.Seconds))
+	if c.Missed > 0 || c.CreateErrors > 0 || c.DeleteErrors > 0 {
+		t += fmt.Sprintf(" (%d creations missed, %d create and %d delete errors)", c.Missed, c.CreateErrors, c.DeleteErrors)
+	}
+	return t
 }
 
 func seconds(s float64) string { return fmt.Sprintf("%.1f s", s) }
@@ -431,9 +542,18 @@ func (r *report) markdown() string {
 		"installed by the operator; numTrustedProxies changed to %s; unpaced wave to a sidecar CPU request of %s, "+
 		"paced wave (restartsPerSecond %s) to %s; idle %s. Operator: --workers %d, --kube-api-qps %g, --kube-api-burst %d, GOMAXPROCS %s.\n",
 		o.Pods, o.Namespaces, o.Nodes, o.TrustedProxies, o.UnpacedCPU, o.PacedRate, o.PacedCPU, o.IdleText, o.Workers, o.APIQPS, o.APIBurst, gomaxprocsText(o.GOMAXPROCS))
+	if o.BackgroundPods > 0 || o.Churn > 0 {
+		fmt.Fprintf(&b, "\nA big cluster: %d pods outside the mesh in %d namespaces without injection, created before the Deployments; "+
+			"a churn of %g pods created and %g deleted per second (each living %s) in namespace %s, from the end of the setup to the end of the run.\n",
+			o.BackgroundPods, o.BackgroundNamespaces, o.Churn, o.Churn, o.ChurnLifetime, churnNamespace)
+	}
 	for _, res := range r.Sizes {
 		fmt.Fprintf(&b, "\n## %d Deployments x %d pods\n\n", res.Workloads, o.Pods)
 		res.markdown(&b)
+		if o.BackgroundPods > 0 || o.Churn > 0 {
+			fmt.Fprintf(&b, "\n### Big cluster: %d Deployments x %d pods\n\n", res.Workloads, o.Pods)
+			res.bigClusterMarkdown(&b, o)
+		}
 	}
 	if r.Scale != nil {
 		b.WriteString("\n## Scale model\n\n")
@@ -482,6 +602,47 @@ func (r *results) markdown(b *strings.Builder) {
 		for _, n := range r.Notes {
 			fmt.Fprintf(b, "- %s\n", cell(n))
 		}
+	}
+}
+
+// bigClusterMarkdown sets the operator's costs in each phase beside the
+// watch floor's and the churn the cluster achieved meanwhile.
+func (r *results) bigClusterMarkdown(b *strings.Builder, o options) {
+	fmt.Fprintf(b, "%d pods: %d meshed (%d Deployments x %d) and %d outside the mesh; churn of %g pods/s. "+
+		"The watch floor is a separate process with bare cluster-wide informers of pods, ReplicaSets, the workload kinds and namespaces.\n\n",
+		r.totalPods(o), r.Workloads*o.Pods, r.Workloads, o.Pods, o.BackgroundPods, o.Churn)
+	b.WriteString("| Phase | Span | Operator CPU | Watch floor CPU | Operator / floor | Operator API requests | Operator peak RSS | Churn achieved |\n")
+	b.WriteString("| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	perMin := func(cpu, span float64) string {
+		if span <= 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.3f s/min", 60*cpu/span)
+	}
+	ratio := func(op, floor float64) string {
+		if floor <= 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.3f", op/floor)
+	}
+	churn := func(c *churnRates) string {
+		if c == nil {
+			return "-"
+		}
+		return churnText(*c)
+	}
+	fmt.Fprintf(b, "| Setup, until the first wave (peak since the operator started) | - | - | - | - | - | %.0f MiB | - |\n", mib(r.Baseline.PeakRSSBytes))
+	for _, w := range []*waveResult{r.Unpaced, r.Paced} {
+		if w == nil || w.Failure != "" || w.MeasuredSeconds <= 0 {
+			continue
+		}
+		fmt.Fprintf(b, "| %s wave | %s | %s | %s | %s | %.0f | %.0f MiB | %s |\n", w.Name, seconds(w.MeasuredSeconds),
+			perMin(w.CPUSeconds, w.MeasuredSeconds), perMin(w.FloorCPUSeconds, w.MeasuredSeconds), ratio(w.CPUSeconds, w.FloorCPUSeconds),
+			w.Requests.Total, mib(w.PeakRSSBytes), cell(churn(w.Churn)))
+	}
+	if i := r.Idle; i != nil {
+		fmt.Fprintf(b, "| Idle | %s | %.3f s/min | %.3f s/min | %s | %.0f | %.0f MiB | %s |\n", seconds(i.Seconds),
+			i.CPUSecondsPerMinute, i.FloorCPUSecondsPerMinute, ratio(i.CPUSeconds, i.FloorCPUSeconds), i.Requests.Total, mib(i.PeakRSSBytes), cell(churn(i.Churn)))
 	}
 }
 

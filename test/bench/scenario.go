@@ -59,6 +59,7 @@ type scenario struct {
 	op     *operatorproc.Process
 	wl     *workloads
 	floor  *watchFloor
+	churn  *churn
 	// pacingFlags is false for an operator built before the pacing flags.
 	pacingFlags bool
 }
@@ -95,6 +96,9 @@ func run(ctx context.Context, o options) (err error) {
 	for _, n := range o.Sizes {
 		so := o
 		so.Workloads = n
+		if so.WaveTimeout == 0 {
+			so.WaveTimeout = waveTimeoutFor(n, o.Pods)
+		}
 		res := newResults(n)
 		progress("=== %d Deployments x %d pods", n, o.Pods)
 		err := runSize(ctx, so, root, res)
@@ -219,8 +223,24 @@ func runSize(ctx context.Context, o options, root string, res *results) (err err
 	if err := s.wl.startInformers(informerCtx); err != nil {
 		return err
 	}
+	if o.BackgroundPods > 0 {
+		if s.res.Background, err = createBackground(ctx, s.cs, o, backgroundTimeout(o), s.op.Alive); err != nil {
+			return err
+		}
+	}
 	if err := s.setupWorkloads(ctx); err != nil {
 		return err
+	}
+	if o.Churn > 0 {
+		progress("churn: %g pods created and %g deleted per second, each living %s, in namespace %s", o.Churn, o.Churn, o.ChurnLifetime, churnNamespace)
+		if s.churn, err = startChurn(ctx, s.cs, o.Churn, o.ChurnLifetime); err != nil {
+			return err
+		}
+		// Stopped before the operator and the cluster, also on error.
+		cleanups = append(cleanups, func() error {
+			s.res.Churn = s.churn.stop()
+			return nil
+		})
 	}
 	converged, err := s.waitSteady(ctx)
 	if err != nil {
@@ -251,6 +271,9 @@ func runSize(ctx context.Context, o options, root string, res *results) (err err
 	}
 	if err := s.idle(ctx); err != nil {
 		return err
+	}
+	if s.churn != nil {
+		s.res.Churn = s.churn.stop()
 	}
 	final, err := s.op.Scrape(ctx)
 	if err != nil {
@@ -554,6 +577,10 @@ func (s *scenario) wave(ctx context.Context, name string, patch []byte, cpu stri
 	}
 	heap := &heapSampler{}
 	stopSampling := heap.start(ctx, s.op)
+	var churnBefore churnCounts
+	if s.churn != nil {
+		churnBefore = s.churn.counts()
+	}
 
 	if rate == 0 && s.opts.CPUProfile > 0 {
 		path := filepath.Join(s.root, ".cache", "bench", fmt.Sprintf("%d-%s-cpu.pprof", s.opts.Workloads, name))
@@ -643,6 +670,11 @@ func (s *scenario) wave(ctx context.Context, name string, patch []byte, cpu stri
 		return nil, err
 	}
 	w.FloorCPUSeconds = floorAfter - floorBefore
+	w.MeasuredSeconds = time.Since(start).Seconds()
+	if s.churn != nil {
+		c := s.churn.counts().since(churnBefore)
+		w.Churn = &c
+	}
 	w.PeakRSSBytes = after.PeakRSSBytes
 	w.PeakHeapInuseBytes = max(heap.peak(), after.HeapInuseBytes)
 	w.PeakAnonRSSBytes, w.PeakFileRSSBytes = heap.peakRSS()
@@ -652,7 +684,9 @@ func (s *scenario) wave(ctx context.Context, name string, patch []byte, cpu stri
 	return w, nil
 }
 
-// idle measures the operator while nothing changes.
+// idle measures the operator while nothing it manages changes; the churn
+// of pods outside the mesh, if any, goes on, and the watch floor receives
+// it over the same interval.
 func (s *scenario) idle(ctx context.Context) error {
 	if s.opts.Idle == 0 {
 		return nil
@@ -661,6 +695,18 @@ func (s *scenario) idle(ctx context.Context) error {
 	var before, after snapshot
 	if err := s.snapshot(ctx, &before); err != nil {
 		return err
+	}
+	resetPeak := operatorproc.ResetPeakRSS(s.op.PID())
+	var floorBefore float64
+	if s.floor != nil {
+		var err error
+		if floorBefore, err = s.floor.cpuSeconds(); err != nil {
+			return err
+		}
+	}
+	var churnBefore churnCounts
+	if s.churn != nil {
+		churnBefore = s.churn.counts()
 	}
 	start := time.Now()
 	if err := sleep(ctx, s.opts.Idle); err != nil {
@@ -672,9 +718,10 @@ func (s *scenario) idle(ctx context.Context) error {
 	if err := s.snapshot(ctx, &after); err != nil {
 		return err
 	}
+	elapsed := time.Since(start).Seconds()
 	req := after.Requests.Minus(before.Requests)
-	s.res.Idle = &idleResult{
-		Seconds:    time.Since(start).Seconds(),
+	i := &idleResult{
+		Seconds:    elapsed,
 		Requests:   req,
 		Writes:     req.Writes(),
 		Lists:      req.ByVerb["list"],
@@ -682,7 +729,34 @@ func (s *scenario) idle(ctx context.Context) error {
 		RSSBytes:   after.RSSBytes,
 		Restarts:   len(s.wl.restartsSince(start)),
 	}
-	progress("idle: %.0f requests (%.0f writes, %.0f lists), %.2f CPU s", req.Total, s.res.Idle.Writes, s.res.Idle.Lists, s.res.Idle.CPUSeconds)
+	i.CPUSecondsPerMinute = 60 * i.CPUSeconds / elapsed
+	if resetPeak == nil {
+		i.PeakRSSBytes = after.PeakRSSBytes
+	} else {
+		s.res.note("Could not reset the operator's peak RSS before the idle phase (" + resetPeak.Error() + "): no idle peak RSS.")
+	}
+	if s.floor != nil {
+		floorAfter, err := s.floor.cpuSeconds()
+		if err != nil {
+			return err
+		}
+		i.FloorCPUSeconds = floorAfter - floorBefore
+		i.FloorCPUSecondsPerMinute = 60 * i.FloorCPUSeconds / elapsed
+		if i.FloorCPUSeconds > 0 {
+			i.FloorRatio = i.CPUSeconds / i.FloorCPUSeconds
+		}
+	}
+	if s.churn != nil {
+		c := s.churn.counts().since(churnBefore)
+		i.Churn = &c
+	}
+	s.res.Idle = i
+	progress("idle: %.0f requests (%.0f writes, %.0f lists), %.2f CPU s (%.3f/min), watch floor %.2f CPU s (%.3f/min), ratio %.3f, peak RSS %.0f MiB",
+		req.Total, i.Writes, i.Lists, i.CPUSeconds, i.CPUSecondsPerMinute, i.FloorCPUSeconds, i.FloorCPUSecondsPerMinute, i.FloorRatio, mib(i.PeakRSSBytes))
+	if i.Churn != nil {
+		progress("idle: churn achieved %.1f creations/s, %.1f deletions/s (%d missed, %d errors)",
+			i.Churn.CreatedPerSecond, i.Churn.DeletedPerSecond, i.Churn.Missed, i.Churn.CreateErrors+i.Churn.DeleteErrors)
+	}
 	return nil
 }
 

@@ -28,8 +28,9 @@ import (
 // ReplicaSets, the workload kinds and namespaces, cluster-wide. A separate
 // process of this program runs bare shared informers for them, decoding
 // protobuf as the operator does, with no event handler and no work; its CPU
-// time over a wave is the part of the operator's that no design with a pod
-// informer can avoid.
+// time over a wave, or over the idle phase while pods outside the mesh
+// churn, is the part of the operator's that no design with a cluster-wide
+// pod informer can avoid.
 const watchFloorCommand = "watch-floor"
 
 // watchFloorMain is the floor process: it caches until SIGTERM.
@@ -119,8 +120,8 @@ func startWatchFloor(ctx context.Context, kubeconfig string, env []string) (*wat
 	}()
 	select {
 	case err = <-synced:
-	case <-time.After(2 * time.Minute):
-		err = errors.New("the watch floor's caches did not sync within 2 minutes")
+	case <-time.After(5 * time.Minute):
+		err = errors.New("the watch floor's caches did not sync within 5 minutes")
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
