@@ -14,7 +14,7 @@ module=$(go list -m)
 layer() {
 	case "$1" in
 	pkg/apis/* | pkg/generated/*) echo "0 shared" ;;
-	pkg/logging | pkg/metrics | pkg/exepages | pkg/reconnect | pkg/rollout | pkg/message | pkg/maintenance) echo "1 apart" ;;
+	pkg/logging | pkg/metrics | pkg/exepages | pkg/reconnect | pkg/watchtimeout | pkg/rollout | pkg/message | pkg/maintenance) echo "1 apart" ;;
 	pkg/istioclient) echo "2 apart" ;;
 	pkg/controllers/controller | pkg/controllers/controllertest | pkg/controllers/queue | pkg/controllers/status | pkg/controllers/istiowatch | pkg/controllers/podcache) echo "3 shared" ;;
 	pkg/controllers/installation | pkg/controllers/ingressgateway | pkg/controllers/peerauthentication | pkg/controllers/proxysidecar) echo "4 apart" ;;

@@ -37,6 +37,7 @@ import (
 	istioinformers "github.com/meshkeeper/istio-operator/pkg/generated/informers/externalversions"
 	"github.com/meshkeeper/istio-operator/pkg/metrics"
 	"github.com/meshkeeper/istio-operator/pkg/reconnect"
+	"github.com/meshkeeper/istio-operator/pkg/watchtimeout"
 )
 
 // Component is the operator's name in Events, leases and user agents.
@@ -331,6 +332,7 @@ func restConfig(o Options, logger klog.Logger) (*rest.Config, error) {
 	cfg.UserAgent = Component
 	// Held requests count once: reconnect sits beneath the counting.
 	reconnect.Wrap(cfg, logger.WithName("reconnect"))
+	watchtimeout.Wrap(cfg, watchtimeout.Min)
 	metrics.InstrumentConfig(cfg)
 	if o.QPS > 0 {
 		cfg.QPS = o.QPS

@@ -130,7 +130,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.Settle, "settle", 5*time.Second, "How long to keep watching after a wave has converged, to catch late or repeated patches.")
 	fs.DurationVar(&o.InstallTimeout, "install-timeout", 5*time.Minute, "Limit of the Istio installation.")
 	fs.DurationVar(&o.SetupTimeout, "setup-timeout", 15*time.Minute, "Limit of creating the workloads until all their pods run; the --background-pods have as long again, or 30 ms a pod when longer (kwok runs about 100 new pods a second on 2 cores).")
-	fs.DurationVar(&o.CPUProfile, "cpu-profile", 0, "Record the operator's CPU profile for this long from the start of the unpaced wave, into .cache/bench/<size>-unpaced-cpu.pprof, and its heap profile after the wave's last patch into <size>-unpaced-heap.pprof (0: off).")
+	fs.DurationVar(&o.CPUProfile, "cpu-profile", 0, "Record the operator's CPU profile for this long from the start of the unpaced wave, into .cache/bench/<size>-unpaced-cpu.pprof, its heap profile after the wave's last patch into <size>-unpaced-heap.pprof, and its CPU profile of the whole idle phase into <size>-idle-cpu.pprof (0: off).")
 	fs.DurationVar(&o.WaveTimeout, "wave-timeout", 0, "Limit of one restart wave, from the change to every pod current (3000 pods take about 8 minutes on 2 cores; with --churn 50 the cluster replaces 3 to 4 pods a second). "+
 		"Default: 20 minutes, or half a second per meshed pod when longer.")
 	if err := fs.Parse(args); err != nil {

@@ -709,6 +709,16 @@ func (s *scenario) idle(ctx context.Context) error {
 		churnBefore = s.churn.counts()
 	}
 	start := time.Now()
+	if s.opts.CPUProfile > 0 {
+		path := filepath.Join(s.root, ".cache", "bench", fmt.Sprintf("%d-idle-cpu.pprof", s.opts.Workloads))
+		go func() {
+			if err := s.op.CPUProfile(ctx, s.opts.Idle, path); err != nil {
+				progress("WARNING: %v", err)
+				return
+			}
+			progress("idle: the operator's CPU profile is in %s", path)
+		}()
+	}
 	if err := sleep(ctx, s.opts.Idle); err != nil {
 		return err
 	}

@@ -69,6 +69,14 @@ const (
 	// counts in the condition message) is written; each write also moves
 	// the Ready condition's message.
 	ProgressWriteInterval = 10 * time.Second
+	// ProgressWriteShare is how far the counts must move before they are
+	// written again (the restarted or the rolling workloads, by this share
+	// of the wave's), unless ProgressQuietInterval has passed: a wave that
+	// rolls slowly, on a busy cluster or at a low pace, writes as often per
+	// workload as a fast one instead of every ProgressWriteInterval.
+	ProgressWriteShare = 0.05
+	// ProgressQuietInterval is the longest moving counts stay unwritten.
+	ProgressQuietInterval = time.Minute
 	// AttentionInterval re-counts while something needs the user (manual
 	// restarts, paused or stuck workloads).
 	AttentionInterval = time.Minute
@@ -148,7 +156,7 @@ type Controller struct {
 
 	mu           sync.Mutex
 	desired      map[types.UID]desiredAt // DesiredProxy per resource, generation and installed profile
-	lastProgress map[Key]time.Time       // last condition write per resource
+	lastProgress map[Key]progressMark    // last condition write per resource
 	refusals     map[Key]*refusal        // evictions a PodDisruptionBudget refuses
 	lastEvicted  map[Key]types.UID       // the pod last evicted per workload
 }
@@ -218,7 +226,7 @@ func New(_ context.Context, d *controller.Deps) (controller.Controller, error) {
 		restartEvents: newRestartEvents(d.RestartEvents),
 		platform:      platformNamespaces(d.Namespace, d.PlatformNamespaces),
 		desired:       map[types.UID]desiredAt{},
-		lastProgress:  map[Key]time.Time{},
+		lastProgress:  map[Key]progressMark{},
 		refusals:      map[Key]*refusal{},
 		lastEvicted:   map[Key]types.UID{},
 	}

@@ -115,7 +115,7 @@ func newFixture(t *testing.T, pacing v1alpha2.RestartPacing) *fixture {
 			return injectedPod(f.want), nil
 		}, f.clock),
 		restartEvents: newRestartEvents(controller.EventBudget{}),
-		lastProgress:  map[Key]time.Time{}, refusals: map[Key]*refusal{},
+		lastProgress:  map[Key]progressMark{}, refusals: map[Key]*refusal{},
 		lastEvicted: map[Key]types.UID{},
 		platform:    platformNamespaces("kyma-system", nil),
 	}

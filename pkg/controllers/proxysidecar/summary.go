@@ -3,6 +3,7 @@ package proxysidecar
 import (
 	"context"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 	"time"
@@ -78,9 +79,8 @@ func (c *Controller) syncSummary(ctx context.Context, k Key) (queue.Result, erro
 
 	cond, after := n.condition(t)
 	prev := meta.FindStatusCondition(cached.Status.Conditions, v1alpha2.ConditionProxySidecarRestartSucceeded)
-	if wait := c.progressWait(k, prev, cond, cached.Generation); wait > 0 {
-		// Only the counts moved: a rollout wave writes its progress at most
-		// once per ProgressWriteInterval.
+	if wait := c.progressWait(k, prev, cond, cached.Generation, n); wait > 0 {
+		// Only the counts moved, not far or not long enough ago.
 		return queue.Result{RequeueAfter: wait}, nil
 	}
 	// Every write carries status.nextMaintenanceWindow, set or not: server-side
@@ -128,9 +128,18 @@ func (c *Controller) desiredProxy(istio *v1alpha2.Istio) (istioclient.Proxy, err
 	return p, nil
 }
 
+// progressMark is the progress last written for a resource.
+type progressMark struct {
+	at                 time.Time
+	restarted, rolling int
+}
+
 // progressWait is how long to hold back a write that changes only the
-// counts of an in-progress condition; 0 means write now.
-func (c *Controller) progressWait(k Key, prev *metav1.Condition, cond status.Condition, generation int64) time.Duration {
+// counts of an in-progress condition; 0 means write now. The counts are
+// written ProgressWriteInterval after the last write once they moved by
+// ProgressWriteShare of the wave, and after ProgressQuietInterval however
+// little they moved.
+func (c *Controller) progressWait(k Key, prev *metav1.Condition, cond status.Condition, generation int64, n *census) time.Duration {
 	if prev != nil && prev.Message == cond.Message && prev.Reason == cond.Reason {
 		return 0 // nothing to write
 	}
@@ -140,11 +149,37 @@ func (c *Controller) progressWait(k Key, prev *metav1.Condition, cond status.Con
 	now := c.clock.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if wait := c.lastProgress[k].Add(ProgressWriteInterval).Sub(now); onlyCounts && wait > 0 {
-		return wait
+	if last, ok := c.lastProgress[k]; onlyCounts && ok {
+		since := now.Sub(last.at)
+		if since < ProgressWriteInterval {
+			return ProgressWriteInterval - since
+		}
+		if since < ProgressQuietInterval && !n.movedFrom(last) {
+			return min(RollingInterval, ProgressQuietInterval-since)
+		}
 	}
-	c.lastProgress[k] = now
+	c.lastProgress[k] = progressMark{at: now, restarted: n.restarted, rolling: len(n.rolling)}
 	return 0
+}
+
+// movedFrom reports whether the restarted or the rolling workloads moved
+// by ProgressWriteShare of the wave's workloads (at least one) since last.
+func (n *census) movedFrom(last progressMark) bool {
+	step := max(1, int(math.Ceil(ProgressWriteShare*float64(n.workloads()))))
+	return abs(n.restarted-last.restarted) >= step || abs(len(n.rolling)-last.rolling) >= step
+}
+
+// workloads are the workloads a wave restarts: restarted onto the target,
+// rolling, or still to be restarted.
+func (n *census) workloads() int {
+	return n.restarted + len(n.rolling) + len(n.waiting) + len(n.held) + len(n.blocked) + len(n.platformBlocked)
+}
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
 }
 
 func (c *Controller) dropTarget(k Key) {
@@ -420,7 +455,7 @@ func (n *census) condition(t *target) (cond status.Condition, after time.Duratio
 		}
 	}()
 	cond = status.Condition{Type: v1alpha2.ConditionProxySidecarRestartSucceeded}
-	total := n.restarted + len(n.rolling) + len(n.waiting) + len(n.held) + len(n.blocked) + len(n.platformBlocked)
+	total := n.workloads()
 	progress := fmt.Sprintf("%d of %d workloads restarted, %d waiting, %d need manual restart",
 		n.restarted, total, len(n.waiting)+len(n.held), len(n.manual))
 	var extra []string

@@ -1,6 +1,7 @@
 package proxysidecar
 
 import (
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -353,6 +354,80 @@ func TestSummaryProgressWriteInterval(t *testing.T) {
 	if c := f.condition(); c.Reason != v1alpha2.ReasonProxySidecarRestartSucceeded {
 		t.Errorf("condition %+v, want %s at once", c, v1alpha2.ReasonProxySidecarRestartSucceeded)
 	}
+}
+
+// In a long wave the counts are written once they moved by
+// ProgressWriteShare of the wave's workloads, or ProgressQuietInterval
+// after the last write however little they moved.
+func TestSummaryProgressWriteShare(t *testing.T) {
+	f := newFixture(t, v1alpha2.RestartPacing{})
+	f.serve(installedIstio())
+	const workloads = 40 // a share of 5% is 2 workloads
+	names := make([]string, workloads)
+	for i := range names {
+		names[i] = fmt.Sprintf("w%02d", i)
+		f.deploy("ns", names[i], nil, f.old)
+	}
+	restarted := 0
+	restart := func(count int) {
+		for range count {
+			f.deploy("ns", names[restarted], func(d *appsv1.Deployment) {
+				d.Spec.Template.Annotations = restartedFor(f.want.Hash(), f.clock.Now())
+			}, f.want)
+			restarted++
+		}
+	}
+	writes := func(want int) {
+		t.Helper()
+		if n := f.istios.StatusWrites(); n != want {
+			t.Errorf("%d status writes, want %d", n, want)
+		}
+	}
+	says := func(want string) {
+		t.Helper()
+		if c := f.condition(); c == nil || !strings.Contains(c.Message, want) {
+			t.Errorf("condition %+v, want it to say %q", c, want)
+		}
+	}
+
+	f.summary()
+	writes(1)
+	says("0 of 40 workloads restarted")
+
+	// One workload is less than the share: held back past the interval.
+	restart(1)
+	f.clock.Step(ProgressWriteInterval)
+	if res := f.summary(); res.RequeueAfter != RollingInterval {
+		t.Errorf("moved by less than the share: requeue after %v, want %v", res.RequeueAfter, RollingInterval)
+	}
+	writes(1)
+
+	// Two are the share: written.
+	restart(1)
+	f.clock.Step(RollingInterval)
+	f.summary()
+	writes(2)
+	says("2 of 40 workloads restarted")
+
+	// One more, then quiet: written once ProgressQuietInterval has passed.
+	restart(1)
+	f.clock.Step(ProgressQuietInterval - 5*time.Second)
+	if res := f.summary(); res.RequeueAfter != 5*time.Second {
+		t.Errorf("5s before the quiet interval ends: requeue after %v, want 5s", res.RequeueAfter)
+	}
+	writes(2)
+	f.clock.Step(5 * time.Second)
+	f.summary()
+	writes(3)
+	says("3 of 40 workloads restarted")
+
+	// A big move still waits for ProgressWriteInterval.
+	restart(10)
+	f.clock.Step(time.Second)
+	if res := f.summary(); res.RequeueAfter != ProgressWriteInterval-time.Second {
+		t.Errorf("moved 1s after the last write: requeue after %v, want %v", res.RequeueAfter, ProgressWriteInterval-time.Second)
+	}
+	writes(3)
 }
 
 // The count sorts each workload into exactly one group: waiting (Kyma's
