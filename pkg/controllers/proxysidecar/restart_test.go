@@ -4,8 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,14 +21,19 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/record"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/controller"
 	"github.com/meshkeeper/istio-operator/pkg/controllers/controllertest"
+	"github.com/meshkeeper/istio-operator/pkg/controllers/queue"
 )
 
 // A restart patch must carry the resourceVersion the cache saw, so that the
@@ -355,5 +365,94 @@ func TestRestartEventsOverTheBudget(t *testing.T) {
 	if len(e) != 2 || !strings.HasPrefix(e[0], "Normal "+v1alpha2.EventProxySidecarRestarted) ||
 		!strings.HasPrefix(e[1], "Normal "+v1alpha2.EventProxySidecarRestartEventsLimited) || !strings.Contains(e[1], "More than 1 workloads restarted at once") {
 		t.Errorf("events %q, want one restart Event and one saying the rest are limited", e)
+	}
+}
+
+// A restart holds its worker for the patch's round trip. Whatever --workers
+// says, the controller keeps enough patches in flight for 200 restarts a
+// second at a 300 ms round trip (a busy API server's), so a slow API server
+// does not hold a wave below its pace. The API server here answers no
+// patch until that many are open at once; each workload is still patched
+// exactly once.
+func TestRestartsInFlight(t *testing.T) {
+	const wantInFlight = 200 * 300 / 1000
+	const workloads = wantInFlight + 16
+	f := newFixture(t, v1alpha2.RestartPacing{})
+	f.serve(controllertest.Istio(1, controllertest.InstalledCurrent(1)))
+	f.c.recorder = record.NewFakeRecorder(2 * workloads)
+
+	var (
+		mu       sync.Mutex
+		open     int
+		peak     int
+		answered int
+		patched  = map[string]int{}
+		released = make(chan struct{})
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPatch {
+			http.Error(w, "unexpected "+r.Method, http.StatusMethodNotAllowed)
+			return
+		}
+		name := path.Base(r.URL.Path)
+		mu.Lock()
+		open++
+		peak = max(peak, open)
+		patched[name]++
+		mu.Unlock()
+		<-released
+		mu.Lock()
+		open--
+		answered++
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":%q,"namespace":"ns"}}`, name)
+	}))
+	defer srv.Close()
+	kube, err := kubernetes.NewForConfig(&rest.Config{Host: srv.URL, QPS: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.c.kube = kube
+
+	f.c.loop = queue.New(queue.Config[Key]{Name: Name + "-inflight", Clock: f.clock}, f.c.sync)
+	ctx, cancel := context.WithCancel(t.Context())
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); f.c.Run(ctx, 1) }()
+	defer func() { cancel(); f.c.loop.ShutDown(); <-stopped }()
+	for i := range workloads {
+		f.c.loop.Add(f.deploy("ns", fmt.Sprintf("w%03d", i), nil, f.old))
+	}
+
+	inFlight := func() (int, int) { mu.Lock(); defer mu.Unlock(); return open, answered }
+	err = wait.PollUntilContextTimeout(t.Context(), 10*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		n, _ := inFlight()
+		return n >= wantInFlight, nil
+	})
+	close(released)
+	if err != nil {
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("%d restart patches in flight at most, want %d", peak, wantInFlight)
+	}
+	err = wait.PollUntilContextTimeout(t.Context(), 10*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+		_, n := inFlight()
+		return n == workloads, nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if err != nil {
+		t.Fatalf("%d of %d restart patches answered", answered, workloads)
+	}
+	if len(patched) != workloads {
+		t.Errorf("%d workloads patched, want %d", len(patched), workloads)
+	}
+	for name, n := range patched {
+		if n != 1 {
+			t.Errorf("%s patched %d times, want once", name, n)
+		}
+	}
+	if peak > minWorkers {
+		t.Errorf("%d patches in flight, want at most %d", peak, minWorkers)
 	}
 }
