@@ -134,18 +134,15 @@ func (i *Installer) Apply(ctx context.Context, r *Rendered, p *Plan) error {
 	if i.Istio != nil && (!p.SameRevision || p.TagWebhookMissing) {
 		// The default revision tag webhook is created outside the charts
 		// (as Istio's installer does): on install and upgrade, and when it
-		// is missing. It carries the pilot component's labels, so that the
-		// operator's cache sees it: a repair recreates it, an uninstall
-		// deletes it.
-		hooks, err := webhook.WebhooksToDeploy(r.Merged, i.Istio.client, ownerLabels(component.PilotComponentName, r.Version), false)
-		if err != nil {
-			return fmt.Errorf("generating the revision tag webhook: %w", err)
+		// is missing or on another revision. It carries the pilot
+		// component's labels, so that the operator's cache sees it: a
+		// repair recreates it, an uninstall deletes it.
+		tagVersion := r.Version
+		if p.TagRevision != r.Revision {
+			tagVersion = p.TagVersion
 		}
-		for _, h := range hooks {
-			stamp(h.Unstructured)
-			if err := i.applyChange(ctx, Change{Object{Manifest: h}, reasonMissing}); err != nil {
-				return err
-			}
+		if err := i.MoveTag(ctx, p.TagRevision, tagVersion, r.AutoInject()); err != nil {
+			return err
 		}
 	}
 

@@ -83,6 +83,25 @@ const (
 // resolved Istio resource's spec (v1alpha2.IstioSpec.Resolved): the
 // profile's sizes first, then every field of the resource overrides them
 // at the place Kyma maps it to. The result is what Render takes.
+// DesiredIstioOperatorAs is DesiredIstioOperator for a control plane
+// revision of a version: a canary upgrade's new revision, or, for a
+// rollback, the old one's objects the new revision took over (rendered
+// with the charts compiled in, at the old version's images).
+func DesiredIstioOperatorAs(spec *v1alpha2.IstioSpec, as Revision) (values.Map, error) {
+	iop, err := DesiredIstioOperator(spec)
+	if err != nil {
+		return nil, err
+	}
+	s := obj(iop, "spec")
+	if as.Name != "" && as.Name != DefaultRevision {
+		s["revision"] = as.Name
+	}
+	if v := as.Version.String(); as.Version != (SemVer{}) && v != Version {
+		s["tag"] = v
+	}
+	return iop, nil
+}
+
 func DesiredIstioOperator(spec *v1alpha2.IstioSpec) (values.Map, error) {
 	iop, err := values.MapFromYaml(defaultIstioOperator)
 	if err != nil {

@@ -731,7 +731,14 @@ func cachedRender(t testing.TB, spec *v1alpha2.IstioSpec) *Rendered {
 
 func mustRender(t *testing.T, spec *v1alpha2.IstioSpec) *Rendered {
 	t.Helper()
-	iop, err := DesiredIstioOperator(spec)
+	return mustRenderAs(t, spec, Revision{})
+}
+
+// mustRenderAs renders spec as a revision of a version; the zero Revision
+// is the default revision of the operator's version.
+func mustRenderAs(t *testing.T, spec *v1alpha2.IstioSpec, as Revision) *Rendered {
+	t.Helper()
+	iop, err := DesiredIstioOperatorAs(spec, as)
 	if err != nil {
 		t.Fatal(err)
 	}

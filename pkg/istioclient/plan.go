@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -33,21 +34,20 @@ const (
 	InstallationHashAnnotation = "operator.kyma-project.io/installation-hash"
 	ownerName                  = "installed-state"
 	fieldManager               = "istio-operator"
-	revision                   = "default"
 )
 
 // OwnedSelector selects every object the installer owns.
 const OwnedSelector = manifest.IstioComponentLabel
 
 // ownerLabels are the labels Istio's installer sets (see its getOwnerLabels);
-// version is the Istio version installed.
-func ownerLabels(comp component.Name, version string) map[string]string {
+// version is the Istio version installed, revision its control plane's.
+func ownerLabels(comp component.Name, version, revision string) map[string]string {
 	l := map[string]string{
 		manifest.OperatorManagedLabel:    "Reconcile",
 		manifest.OperatorVersionLabel:    version,
 		manifest.OwningResourceName:      ownerName,
 		manifest.OwningResourceNamespace: Namespace,
-		"istio.io/rev":                   revision,
+		RevisionLabel:                    revision,
 	}
 	if comp != "" {
 		l[manifest.IstioComponentLabel] = string(comp)
@@ -93,9 +93,13 @@ type Plan struct {
 	// needed when a revision is installed.
 	SameRevision bool
 	// TagWebhookMissing is set when the default revision tag's webhook,
-	// which is not part of the charts, is not in the cluster: the apply
-	// creates it, also in a repair.
+	// which is not part of the charts, is not in the cluster, or points at
+	// another revision than TagRevision: the apply creates or moves it,
+	// also in a repair.
 	TagWebhookMissing bool
+	// TagRevision is the revision the default revision tag points at once
+	// the plan is applied, and TagVersion its Istio version.
+	TagRevision, TagVersion string
 	// Foreign are live objects the rendering needs that the operator did
 	// not apply (Owns): a plan with any is refused, and they are reported.
 	Foreign []string
@@ -142,11 +146,19 @@ const TagWebhookName = "istio-revision-tag-default"
 
 var mutatingWebhookGVK = schema.GroupVersionKind{Group: "admissionregistration.k8s.io", Version: "v1", Kind: "MutatingWebhookConfiguration"}
 
-// tagWebhookExpected reports whether Istio's installer would create the
-// default revision tag's webhook for this rendering: for the default
-// revision, unless Istio is told to manage its webhooks itself.
+// tagWebhookExpected reports whether the default revision tag's webhook
+// belongs to this rendering: unless Istio is told to manage its webhooks
+// itself. The operator's control plane always carries the default tag, as
+// Istio's installer gives it to the default revision; a canary revision
+// gets it when the upgrade moves it there.
 func tagWebhookExpected(r *Rendered) bool {
-	return r.Merged.GetPathString("spec.values.revision") == "" && !r.Merged.GetPathBool("spec.values.global.operatorManageWebhooks")
+	return !r.Merged.GetPathBool("spec.values.global.operatorManageWebhooks")
+}
+
+// AutoInject is the rendering's sidecarInjectorWebhook.enableNamespacesByDefault,
+// which the default revision tag's webhook follows.
+func (r *Rendered) AutoInject() bool {
+	return r.Merged.GetPathBool("spec.values.sidecarInjectorWebhook.enableNamespacesByDefault")
 }
 
 // Change is one object to apply and why.
@@ -176,7 +188,7 @@ func (p *Plan) Summary() string {
 		s += fmt.Sprintf("; prune %d objects no longer rendered", len(p.Prune))
 	}
 	if p.TagWebhookMissing {
-		s += "; create MutatingWebhookConfiguration " + TagWebhookName + " (missing)"
+		s += "; point MutatingWebhookConfiguration " + TagWebhookName + " at revision " + p.TagRevision
 	}
 	return s
 }
@@ -206,7 +218,7 @@ func (r *Rendered) buildDesired() []Object {
 			if labels == nil {
 				labels = map[string]string{}
 			}
-			for k, v := range ownerLabels(set.Component, r.Version) {
+			for k, v := range ownerLabels(set.Component, r.Version, r.Revision) {
 				labels[k] = v
 			}
 			u.SetLabels(labels)
@@ -215,7 +227,7 @@ func (r *Rendered) buildDesired() []Object {
 				ann = map[string]string{}
 			}
 			ann[ConfigHashAnnotation] = objectHash(r.Version, u)
-			if isIstiod(u) {
+			if isIstiod(u, r.Revision) {
 				ann[InstallationHashAnnotation] = r.Hash
 			}
 			u.SetAnnotations(ann)
@@ -250,9 +262,9 @@ func objectHash(version string, u *unstructured.Unstructured) string {
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-// isIstiod reports whether u is istiod's Deployment.
-func isIstiod(u *unstructured.Unstructured) bool {
-	return u.GetKind() == "Deployment" && u.GetNamespace() == Namespace && u.GetName() == "istiod"
+// isIstiod reports whether u is the istiod Deployment of a revision.
+func isIstiod(u *unstructured.Unstructured, revision string) bool {
+	return u.GetKind() == "Deployment" && u.GetNamespace() == Namespace && u.GetName() == IstiodName(revision)
 }
 
 // MakePlan compares a rendering with the live objects.
@@ -326,13 +338,24 @@ type matchKey struct {
 	resourceVersion   string
 }
 
-// Plan compares a rendering with the live objects.
+// Plan compares a rendering with the live objects: the cluster is to hold
+// the rendering's control plane and no other, with the default revision
+// tag on it.
 func (pl *Planner) Plan(r *Rendered, live LiveObjects) *Plan {
+	v, _ := ParseVersion(r.Version) // Apply tags with r.Version itself
+	return pl.PlanRevisions(r, live, Revision{Name: r.Revision, Version: v})
+}
+
+// PlanRevisions compares a rendering with the live objects while other
+// revisions of the operator's stay installed beside it (a canary upgrade):
+// their objects, by revision label, are not pruned, and the default
+// revision tag points at tag.
+func (pl *Planner) PlanRevisions(r *Rendered, live LiveObjects, tag Revision, keep ...string) *Plan {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
 	last := pl.matched
 	pl.matched = map[matchKey]bool{}
-	p := &Plan{}
+	p := &Plan{TagRevision: tag.Name, TagVersion: tag.Version.String()}
 	wanted := map[string]bool{}
 	for _, o := range r.Desired() {
 		wanted[o.Hash()] = true
@@ -370,6 +393,8 @@ func (pl *Planner) Plan(r *Rendered, live LiveObjects) *Plan {
 			p.TagWebhookMissing = true
 		case !Owns(tag):
 			p.Foreign = append(p.Foreign, describeForeign(tag))
+		case revisionOf(tag) != p.TagRevision:
+			p.TagWebhookMissing = true
 		}
 	}
 	if len(wanted) == 0 {
@@ -379,7 +404,7 @@ func (pl *Planner) Plan(r *Rendered, live LiveObjects) *Plan {
 	}
 	for _, gvk := range append(uninstall.PrunedResourcesSchemas(), NetworkPolicyGVK) {
 		for _, cur := range live.Labelled(gvk) {
-			if !Owns(cur) || cur.GetLabels()[manifest.OwningResourceNotPruned] == "true" {
+			if !Owns(cur) || cur.GetLabels()[manifest.OwningResourceNotPruned] == "true" || slices.Contains(keep, revisionOf(cur)) {
 				continue
 			}
 			if !wanted[manifest.ObjectHash(cur)] {

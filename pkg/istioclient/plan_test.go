@@ -47,6 +47,7 @@ func installed(r *Rendered) fakeLive {
 	tag := &unstructured.Unstructured{}
 	tag.SetGroupVersionKind(mutatingWebhookGVK)
 	tag.SetName(TagWebhookName)
+	tag.SetLabels(map[string]string{RevisionLabel: r.Revision})
 	stamp(tag)
 	live.put(tag)
 	return live
@@ -89,7 +90,7 @@ func TestMakePlan(t *testing.T) {
 	if !p.TagWebhookMissing || p.Empty() || len(p.Apply) != 0 {
 		t.Fatalf("without the tag webhook: missing %v, empty %v, %s", p.TagWebhookMissing, p.Empty(), p.Summary())
 	}
-	if s := p.Summary(); !strings.Contains(s, "MutatingWebhookConfiguration "+TagWebhookName+" (missing)") {
+	if s := p.Summary(); !strings.Contains(s, "point MutatingWebhookConfiguration "+TagWebhookName+" at revision default") {
 		t.Errorf("summary %q does not name the tag webhook", s)
 	}
 
@@ -117,7 +118,7 @@ func TestDesiredCarriesOwnerLabelsAndHash(t *testing.T) {
 		if len(o.GetAnnotations()[ConfigHashAnnotation]) != 16 {
 			t.Fatalf("%s has no configuration hash", o)
 		}
-		if got := o.GetAnnotations()[InstallationHashAnnotation]; (got == r.Hash) != isIstiod(o.Unstructured) {
+		if got := o.GetAnnotations()[InstallationHashAnnotation]; (got == r.Hash) != isIstiod(o.Unstructured, r.Revision) {
 			t.Fatalf("%s has installation hash %q; only istiod carries it (%s)", o, got, r.Hash)
 		}
 	}

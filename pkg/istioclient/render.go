@@ -38,6 +38,9 @@ type Rendered struct {
 	Hash string
 	// Version is the Istio version rendered: the image tag.
 	Version string
+	// Revision is the control plane revision rendered: DefaultRevision
+	// unless values.revision names one.
+	Revision string
 
 	// desired memoizes Desired: every plan of an unchanged spec needs it,
 	// and building it marshals every object. Set only by a build that
@@ -86,7 +89,10 @@ func Render(iop values.Map, cluster *Cluster) (*Rendered, error) {
 		return nil, err
 	}
 	sort.Slice(sets, func(i, j int) bool { return sets[i].Component < sets[j].Component })
-	r := &Rendered{Sets: sets, Merged: merged, Version: merged.GetPathString("spec.values.global.tag")}
+	r := &Rendered{Sets: sets, Merged: merged, Version: merged.GetPathString("spec.values.global.tag"), Revision: DefaultRevision}
+	if rev := merged.GetPathString("spec.values.revision"); rev != "" {
+		r.Revision = rev
+	}
 	r.Hash = hashOf(r)
 	return r, nil
 }

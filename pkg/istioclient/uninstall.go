@@ -171,14 +171,14 @@ func describeDeletion(u *unstructured.Unstructured) string {
 // set, or, failing that, the image tag. An edited image is drift to
 // repair, not a different installation. found is false when the operator's
 // istiod does not exist; an istiod someone else installed is not read here
-// (ForeignControlPlanes reports it).
+// (ForeignControlPlanes reports it). During a canary upgrade two run: the
+// older one's version is the installed one until it is removed.
 func InstalledVersion(live LiveObjects) (v SemVer, found bool, err error) {
-	d := live.Get(deploymentGVK, Namespace, "istiod")
-	if d == nil || !Owns(d) {
+	revs := Revisions(live)
+	if len(revs) == 0 {
 		return SemVer{}, false, nil
 	}
-	v, err = versionOf(d)
-	return v, true, err
+	return revs[0].Version, true, revs[0].Err
 }
 
 // versionOf reads an istiod Deployment's Istio version.

@@ -20,6 +20,15 @@ var ConditionTypes = []string{
 	v1alpha2.ConditionIngressGatewayReady,
 	v1alpha2.ConditionIngressTargetingUserResourceFound,
 	v1alpha2.ConditionPeerAuthenticationReady,
+	v1alpha2.ConditionCanaryUpgrade,
+	v1alpha2.ConditionProxySidecarsOnRevision,
+}
+
+// UpgradePhases are the canary upgrade phases whose series exist from the
+// start.
+var UpgradePhases = []v1alpha2.UpgradePhase{
+	v1alpha2.UpgradePhaseInstallingRevision, v1alpha2.UpgradePhaseMovingWorkloads, v1alpha2.UpgradePhaseRemovingRevision,
+	v1alpha2.UpgradePhaseRollingBack, v1alpha2.UpgradePhaseRemovingNewRevision,
 }
 
 // States are the states whose series exist from the start.
@@ -36,6 +45,9 @@ var (
 	conditionDesc = prometheus.NewDesc(Namespace+"_condition",
 		"Conditions of the served Istio resource: 1 for the current status of each type, 0 for the other statuses.",
 		[]string{"type", "status"}, nil)
+	upgradeDesc = prometheus.NewDesc(Namespace+"_canary_upgrade_phase",
+		"Phase of the canary upgrade in progress (status.upgrade.phase): 1 for the current phase, 0 for the others; all 0 while none runs.",
+		[]string{"phase"}, nil)
 
 	istioStatus     = &istioStatusCollector{}
 	istioStatusOnce sync.Once
@@ -72,6 +84,7 @@ func ServeIstioStatus(lister listers.IstioLister, namespace string) (stop func()
 func (c *istioStatusCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- stateDesc
 	ch <- conditionDesc
+	ch <- upgradeDesc
 }
 
 func (c *istioStatusCollector) Collect(ch chan<- prometheus.Metric) {
@@ -92,6 +105,9 @@ func (c *istioStatusCollector) Collect(ch chan<- prometheus.Metric) {
 		for _, s := range conditionStatuses {
 			ch <- prometheus.MustNewConstMetric(conditionDesc, prometheus.GaugeValue, oneIf(current[t] == s), t, string(s))
 		}
+	}
+	for _, p := range UpgradePhases {
+		ch <- prometheus.MustNewConstMetric(upgradeDesc, prometheus.GaugeValue, oneIf(status.Upgrade != nil && status.Upgrade.Phase == p), string(p))
 	}
 }
 

@@ -35,6 +35,8 @@ func istioStatusValues(t *testing.T) map[string]float64 {
 				out["state/"+l["state"]] = m.GetGauge().GetValue()
 			case "istio_operator_condition":
 				out["condition/"+l["type"]+"/"+l["status"]] = m.GetGauge().GetValue()
+			case "istio_operator_canary_upgrade_phase":
+				out["upgrade/"+l["phase"]] = m.GetGauge().GetValue()
 			default:
 				t.Errorf("unexpected family %s", f.GetName())
 			}
@@ -48,7 +50,7 @@ func istioStatusValues(t *testing.T) map[string]float64 {
 func checkIstioStatus(t *testing.T, ones ...string) {
 	t.Helper()
 	got := istioStatusValues(t)
-	if want := len(States) + 3*len(ConditionTypes); len(got) != want {
+	if want := len(States) + 3*len(ConditionTypes) + len(UpgradePhases); len(got) != want {
 		t.Errorf("%d series, want %d: %v", len(got), want, got)
 	}
 	want := map[string]bool{}
@@ -85,13 +87,15 @@ func TestIstioStatusReportsTheServedResource(t *testing.T) {
 	t.Run("no resource yet", func(t *testing.T) { checkIstioStatus(t) })
 
 	now := time.Now()
+	served := istioObject("kyma-system", "default", now.Add(-time.Hour), v1alpha2.StateProcessing, map[string]metav1.ConditionStatus{
+		v1alpha2.ConditionReady:                        metav1.ConditionFalse,
+		v1alpha2.ConditionInstalled:                    metav1.ConditionTrue,
+		v1alpha2.ConditionProxySidecarRestartSucceeded: metav1.ConditionUnknown,
+	})
+	served.Status.Upgrade = &v1alpha2.UpgradeStatus{Phase: v1alpha2.UpgradePhaseMovingWorkloads}
 	for _, i := range []*v1alpha2.Istio{
 		// Served: the oldest in the namespace.
-		istioObject("kyma-system", "default", now.Add(-time.Hour), v1alpha2.StateProcessing, map[string]metav1.ConditionStatus{
-			v1alpha2.ConditionReady:                        metav1.ConditionFalse,
-			v1alpha2.ConditionInstalled:                    metav1.ConditionTrue,
-			v1alpha2.ConditionProxySidecarRestartSucceeded: metav1.ConditionUnknown,
-		}),
+		served,
 		// Same age, later name; and a younger one: both get OlderCRExists.
 		istioObject("kyma-system", "second", now.Add(-time.Hour), v1alpha2.StateWarning, nil),
 		istioObject("kyma-system", "newer", now, v1alpha2.StateWarning, nil),
@@ -104,7 +108,7 @@ func TestIstioStatusReportsTheServedResource(t *testing.T) {
 	}
 	t.Run("the oldest in the namespace", func(t *testing.T) {
 		checkIstioStatus(t, "state/Processing",
-			"condition/Ready/False", "condition/Installed/True", "condition/ProxySidecarRestartSucceeded/Unknown")
+			"condition/Ready/False", "condition/Installed/True", "condition/ProxySidecarRestartSucceeded/Unknown", "upgrade/MovingWorkloads")
 	})
 
 	// A new leader term replaces the source; the previous term's stop must

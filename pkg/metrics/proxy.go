@@ -35,6 +35,15 @@ const (
 
 var meshMoves = []string{MoveJoin, MoveLeave}
 
+// States of a workload during a canary upgrade (istio_operator_canary_workloads).
+const (
+	CanaryMoved     = "moved"
+	CanaryRemaining = "remaining"
+	CanaryPinned    = "pinned"
+)
+
+var canaryStates = []string{CanaryMoved, CanaryRemaining, CanaryPinned}
+
 // WorkloadKinds are the kinds the proxy sidecar controller restarts, to
 // pre-initialise series.
 var WorkloadKinds = []string{"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController"}
@@ -60,6 +69,11 @@ var (
 		Namespace: Namespace,
 		Name:      "proxy_workloads",
 		Help:      "Workloads with outdated sidecar proxies, by state (waiting, rolling, blocked, manual, window).",
+	}, []string{"state"})
+	canaryWorkloads = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: Namespace,
+		Name:      "canary_workloads",
+		Help:      "During a canary upgrade, the mesh's workloads by where they stand: moved to the revision the default tag points at, still on the other, or pinned to the other by an istio.io/rev label. All 0 while no upgrade runs.",
 	}, []string{"state"})
 	meshMembership = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: Namespace,
@@ -91,7 +105,10 @@ type ProxyMetrics struct{}
 func NewProxyMetrics() *ProxyMetrics {
 	proxyOnce.Do(func() {
 		Registry().MustRegister(proxyRestarts, proxyRestartDuration, outdatedProxies, proxyWorkloads, meshMembership,
-			podCachePods, podCacheNamespaces)
+			podCachePods, podCacheNamespaces, canaryWorkloads)
+		for _, s := range canaryStates {
+			canaryWorkloads.WithLabelValues(s)
+		}
 		for _, k := range WorkloadKinds {
 			proxyRestarts.WithLabelValues(k, RestartIssued)
 			proxyRestarts.WithLabelValues(k, RestartFailed)
@@ -127,5 +144,12 @@ func (*ProxyMetrics) Summary(outdatedPods int, workloads, moves map[string]int) 
 	}
 	for _, m := range meshMoves {
 		meshMembership.WithLabelValues(m).Set(float64(moves[m]))
+	}
+}
+
+// Canary sets the canary upgrade's workload gauges; nil counts zero them.
+func (*ProxyMetrics) Canary(counts map[string]int) {
+	for _, s := range canaryStates {
+		canaryWorkloads.WithLabelValues(s).Set(float64(counts[s]))
 	}
 }

@@ -75,6 +75,9 @@ type options struct {
 	Churn                float64       `json:"churnPodsPerSecond"`
 	ChurnLifetime        time.Duration `json:"-"`
 	ChurnLifetimeText    string        `json:"churnPodLifetime"`
+	// Canary measures a canary upgrade instead of the install and the two
+	// waves (test/bench/canary.go).
+	Canary bool `json:"canary,omitempty"`
 
 	// Not part of the results.
 	pacingFlags    bool          // the binary has the pacing flags
@@ -116,6 +119,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.TrustedProxies, "trusted-proxies", "2", "spec.config.numTrustedProxies of the gateway configuration change; it must differ from the default (unset).")
 	fs.DurationVar(&o.Idle, "idle", 10*time.Minute, "How long to measure the idle operator, at each size.")
 	fs.IntVar(&o.Workers, "operator-workers", 4, "The operator's --workers.")
+	fs.BoolVar(&o.Canary, "canary", false, "Measure a canary upgrade instead of the install and the two waves: Istio "+canaryFrom+" installed as the default revision before the operator starts, the workloads injected by it, then the Istio resource created with spec.upgradeStrategy Canary, unpaced.")
 	fs.Float64Var(&o.APIQPS, "operator-qps", 1000, "The operator's --kube-api-qps (the cluster runs without limits).")
 	fs.IntVar(&o.APIBurst, "operator-burst", 2000, "The operator's --kube-api-burst.")
 	fs.IntVar(&o.GOMAXPROCS, "operator-gomaxprocs", deployedGOMAXPROCS, "The operator's GOMAXPROCS. The default is what the deploy manifest gives it (its CPU limit); 0 leaves Go's default, the machine's cores.")

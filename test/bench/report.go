@@ -86,14 +86,18 @@ type results struct {
 	} `json:"setup"`
 	Baseline snapshot `json:"baseline"`
 	// Background and Churn are the pods outside the mesh, if any.
-	Background *backgroundResult  `json:"background,omitempty"`
-	Churn      *churnResult       `json:"churn,omitempty"`
-	Unpaced    *waveResult        `json:"unpacedWave,omitempty"`
-	Paced      *waveResult        `json:"pacedWave,omitempty"`
-	Idle       *idleResult        `json:"idle,omitempty"`
-	Reconcile  []reconcileSummary `json:"reconcileDurations,omitempty"`
-	Checks     []check            `json:"checks"`
-	Notes      []string           `json:"notes,omitempty"`
+	Background *backgroundResult `json:"background,omitempty"`
+	Churn      *churnResult      `json:"churn,omitempty"`
+	Unpaced    *waveResult       `json:"unpacedWave,omitempty"`
+	Paced      *waveResult       `json:"pacedWave,omitempty"`
+	// Canary is the canary upgrade (--canary), which replaces the install
+	// and the two waves: the previous minor installed before the operator
+	// started, its workloads moved to the operator's version.
+	Canary    *waveResult        `json:"canaryWave,omitempty"`
+	Idle      *idleResult        `json:"idle,omitempty"`
+	Reconcile []reconcileSummary `json:"reconcileDurations,omitempty"`
+	Checks    []check            `json:"checks"`
+	Notes     []string           `json:"notes,omitempty"`
 }
 
 // gatewayResult is the numTrustedProxies change: the gateway must roll once.
@@ -125,7 +129,9 @@ type snapshot struct {
 }
 
 type waveResult struct {
-	Name      string `json:"name"`
+	Name string `json:"name"`
+	// Condition is the condition whose turning True ends the wave.
+	Condition string `json:"condition"`
 	ProxyCPU  string `json:"proxyCPU"`
 	Workloads int    `json:"workloads"`
 	// ConfiguredRate is restartsPerSecond; 0 is unpaced.
@@ -338,7 +344,9 @@ func (r *results) evaluate(o options) {
 		rows = append(rows, check{Figure: figure, Value: value, Target: fmt.Sprintf("(%s at %d workloads)", target, targetWorkloads)})
 	}
 	info("Install with Istio's library alone (render, apply, readiness)", seconds(r.LibraryInstallSeconds))
-	if r.LibraryInstallSeconds > 0 {
+	if r.Canary != nil {
+		info(fmt.Sprintf("Canary upgrade from Istio %s: Istio resource created to %s=True", canaryFrom, r.Canary.Condition), seconds(r.InstallSeconds))
+	} else if r.LibraryInstallSeconds > 0 {
 		ratio := r.InstallSeconds / r.LibraryInstallSeconds
 		judge("Install by the operator: Istio resource created to Ready=True", fmt.Sprintf("%s (%.2fx the library)", seconds(r.InstallSeconds), ratio),
 			fmt.Sprintf("<= %.2fx the library", targetInstallRatio), ratio <= targetInstallRatio)
@@ -391,7 +399,7 @@ func (r *results) evaluate(o options) {
 		}
 		info(label+": every pod Ready with the new proxy", seconds(w.NewPodsReadySeconds))
 		info(label+": every old pod gone", seconds(w.RolledOutSeconds))
-		info(label+": ProxySidecarRestartSucceeded=True", seconds(w.ConditionTrueSeconds))
+		info(label+": "+w.Condition+"=True", seconds(w.ConditionTrueSeconds))
 		info(label+": operator API requests by verb", verbs(w.Requests))
 		lists := w.Requests.ByVerb["list"]
 		judge(label+": LIST requests", fmt.Sprintf("%.0f", lists), "0", lists == 0)
@@ -418,8 +426,12 @@ func (r *results) evaluate(o options) {
 			info(label+": churn of pods outside the mesh achieved meanwhile", churnText(*w.Churn))
 		}
 	}
-	wave(r.Unpaced, "Unpaced", false)
-	wave(r.Paced, "Paced", true)
+	if r.Canary != nil {
+		wave(r.Canary, "Canary", false)
+	} else {
+		wave(r.Unpaced, "Unpaced", false)
+		wave(r.Paced, "Paced", true)
+	}
 
 	if i := r.Idle; i != nil {
 		label := fmt.Sprintf("Idle (%.0f s)", i.Seconds)
@@ -475,6 +487,7 @@ func (r *results) peakRSS() (int64, string) {
 	}{
 		{"unpaced wave", waveRSS(r.Unpaced)},
 		{"paced wave", waveRSS(r.Paced)},
+		{"canary wave", waveRSS(r.Canary)},
 		{"idle", idleRSS(r.Idle)},
 	} {
 		if p.bytes > peak {
@@ -582,7 +595,7 @@ func (r *results) markdown(b *strings.Builder) {
 		fmt.Fprintf(b, "| %s | %s | %s | %s |\n", c.Figure, cell(c.Value), cell(c.Target), result)
 	}
 
-	for _, w := range []*waveResult{r.Unpaced, r.Paced} {
+	for _, w := range []*waveResult{r.Unpaced, r.Paced, r.Canary} {
 		if w == nil || w.Requests.Total == 0 {
 			continue
 		}

@@ -178,6 +178,11 @@ func runSize(ctx context.Context, o options, root string, res *results) (err err
 	if o.CPUProfile > 0 {
 		args = append(args, "--enable-profiling")
 	}
+	if o.Canary {
+		if err := s.installPrevious(ctx, c); err != nil {
+			return err
+		}
+	}
 	if s.pacingFlags {
 		// Unpaced unless the resource says otherwise: the paced wave sets its
 		// rate in the resource.
@@ -197,8 +202,10 @@ func runSize(ctx context.Context, o options, root string, res *results) (err err
 		return err
 	}
 
-	if err := s.install(ctx); err != nil {
-		return err
+	if !o.Canary {
+		if err := s.install(ctx); err != nil {
+			return err
+		}
 	}
 	// From here on there is something to report, also when a later step
 	// fails.
@@ -207,8 +214,10 @@ func runSize(ctx context.Context, o options, root string, res *results) (err err
 			s.res.note("The run failed: " + err.Error())
 		}
 	}()
-	if err := s.gatewayChange(ctx); err != nil {
-		return err
+	if !o.Canary {
+		if err := s.gatewayChange(ctx); err != nil {
+			return err
+		}
 	}
 
 	s.wl = newWorkloads(s.cs, o.Workloads, o.Pods, o.Namespaces)
@@ -242,9 +251,11 @@ func runSize(ctx context.Context, o options, root string, res *results) (err err
 			return nil
 		})
 	}
-	converged, err := s.waitSteady(ctx)
-	if err != nil {
-		return err
+	converged := o.Canary // the canary's own resource is created by its wave
+	if !o.Canary {
+		if converged, err = s.waitSteady(ctx); err != nil {
+			return err
+		}
 	}
 	if err := s.snapshot(ctx, &s.res.Baseline); err != nil {
 		return err
@@ -255,17 +266,23 @@ func runSize(ctx context.Context, o options, root string, res *results) (err err
 	}
 	cleanups = append(cleanups, s.floor.stop)
 
-	if converged {
+	if o.Canary {
+		if s.res.Canary, err = s.wave(ctx, s.canaryWave()); err != nil {
+			return err
+		}
+		s.res.InstallSeconds = s.res.Canary.ConditionTrueSeconds
+	}
+	if converged && !o.Canary {
 		unpaced := fmt.Sprintf(`{"spec":{"components":{"proxy":{"k8s":{"resources":{"requests":{"cpu":%q}}}}}}}`, o.UnpacedCPU)
-		if s.res.Unpaced, err = s.wave(ctx, "unpaced", []byte(unpaced), o.UnpacedCPU, 0); err != nil {
+		if s.res.Unpaced, err = s.wave(ctx, s.cpuWave("unpaced", []byte(unpaced), o.UnpacedCPU, 0)); err != nil {
 			return err
 		}
 	}
-	if converged && s.res.Unpaced.Failure == "" {
+	if converged && !o.Canary && s.res.Unpaced.Failure == "" {
 		rate := resource.MustParse(o.PacedRate)
 		paced := fmt.Sprintf(`{"spec":{"proxyRestart":{"restartsPerSecond":%q},"components":{"proxy":{"k8s":{"resources":{"requests":{"cpu":%q}}}}}}}`,
 			o.PacedRate, o.PacedCPU)
-		if s.res.Paced, err = s.wave(ctx, "paced", []byte(paced), o.PacedCPU, rate.AsApproximateFloat64()); err != nil {
+		if s.res.Paced, err = s.wave(ctx, s.cpuWave("paced", []byte(paced), o.PacedCPU, rate.AsApproximateFloat64())); err != nil {
 			return err
 		}
 	}
@@ -558,16 +575,53 @@ func (s *scenario) snapshot(ctx context.Context, into *snapshot) error {
 // follows: when each Deployment is patched, when every pod runs the new
 // proxy, when the operator reports success, and what it cost. An operator
 // that misses a wait is reported in the result's Failure, not as an error.
-func (s *scenario) wave(ctx context.Context, name string, patch []byte, cpu string, rate float64) (*waveResult, error) {
+// waveSpec is one wave: the change that starts it, and what ends it.
+type waveSpec struct {
+	name string
+	// proxyCPU is the sidecar CPU request the wave changes to, for the
+	// report ("" when the wave changes the proxy's version instead).
+	proxyCPU string
+	// rate is the configured restartsPerSecond; 0 is unpaced.
+	rate float64
+	// change starts the wave and returns the resource's new generation.
+	change func(ctx context.Context) (int64, error)
+	// current counts the pods the wave has made current; what says what
+	// that means.
+	current func() (workload.PodState, error)
+	what    string
+	// condition is the condition that is True at the new generation once
+	// the wave is done.
+	condition string
+}
+
+// cpuWave changes the sidecars' CPU request with a merge patch.
+func (s *scenario) cpuWave(name string, patch []byte, cpu string, rate float64) waveSpec {
+	return waveSpec{
+		name: name, proxyCPU: cpu, rate: rate,
+		change: func(ctx context.Context) (int64, error) {
+			cr, err := s.istios.OperatorV1alpha2().Istios(istioNamespace).Patch(ctx, istioName, types.MergePatchType, patch, metav1.PatchOptions{})
+			if err != nil {
+				return 0, fmt.Errorf("changing the Istio resource: %w", err)
+			}
+			return cr.Generation, nil
+		},
+		current:   func() (workload.PodState, error) { return s.wl.PodsAt(cpu) },
+		what:      "every pod running the proxy with CPU request " + cpu + " and no old pod left",
+		condition: operatorv1alpha2.ConditionProxySidecarRestartSucceeded,
+	}
+}
+
+func (s *scenario) wave(ctx context.Context, spec waveSpec) (*waveResult, error) {
+	name, cpu, rate := spec.name, spec.proxyCPU, spec.rate
 	if err := s.waitSettled(ctx); err != nil {
 		return nil, err
 	}
-	progress("%s wave: changing the sidecar CPU request to %s", name, cpu)
+	progress("%s wave: %s", name, spec.what)
 	var before snapshot
 	if err := s.snapshot(ctx, &before); err != nil {
 		return nil, err
 	}
-	w := &waveResult{Name: name, ProxyCPU: cpu, ConfiguredRate: rate, Workloads: len(s.wl.names)}
+	w := &waveResult{Name: name, Condition: spec.condition, ProxyCPU: cpu, ConfiguredRate: rate, Workloads: len(s.wl.names)}
 	floorBefore, err := s.floor.cpuSeconds()
 	if err != nil {
 		return nil, err
@@ -593,10 +647,10 @@ func (s *scenario) wave(ctx context.Context, name string, patch []byte, cpu stri
 		}()
 	}
 	start := time.Now()
-	cr, err := s.istios.OperatorV1alpha2().Istios(istioNamespace).Patch(ctx, istioName, types.MergePatchType, patch, metav1.PatchOptions{})
+	generation, err := spec.change(ctx)
 	if err != nil {
 		stopSampling()
-		return nil, fmt.Errorf("changing the Istio resource: %w", err)
+		return nil, err
 	}
 
 	missed := func(err error) (*waveResult, error) {
@@ -635,8 +689,7 @@ func (s *scenario) wave(ctx context.Context, name string, patch []byte, cpu stri
 			progress("%s wave: the operator's heap profile after the last patch is in %s", name, path)
 		}
 	}
-	allCurrent, err := s.wl.waitPods(ctx, "every pod running the proxy with CPU request "+cpu+" and no old pod left", cpu,
-		s.opts.WaveTimeout-time.Since(start), s.op.Alive)
+	allCurrent, err := s.wl.waitCurrent(ctx, spec.what, spec.current, s.opts.WaveTimeout-time.Since(start), s.op.Alive)
 	if !allCurrent.IsZero() {
 		w.NewPodsReadySeconds = allCurrent.Sub(start).Seconds()
 	}
@@ -645,12 +698,12 @@ func (s *scenario) wave(ctx context.Context, name string, patch []byte, cpu stri
 	}
 	w.RolledOutSeconds = time.Since(start).Seconds()
 	progress("%s wave: every new pod Ready after %.1fs, old pods gone after %.1fs", name, w.NewPodsReadySeconds, w.RolledOutSeconds)
-	if _, err := s.waitCondition(ctx, operatorv1alpha2.ConditionProxySidecarRestartSucceeded, cr.Generation, conditionTimeout); err != nil {
+	if _, err := s.waitCondition(ctx, spec.condition, generation, conditionTimeout); err != nil {
 		return missed(err)
 	}
 	w.ConditionTrueSeconds = time.Since(start).Seconds()
 	progress("%s wave: %s=True after %.1fs; watching %s for late patches", name,
-		operatorv1alpha2.ConditionProxySidecarRestartSucceeded, w.ConditionTrueSeconds, s.opts.Settle)
+		spec.condition, w.ConditionTrueSeconds, s.opts.Settle)
 	if err := sleep(ctx, s.opts.Settle); err != nil {
 		stopSampling()
 		return nil, err

@@ -58,6 +58,11 @@ func (w *workloads) proxyCPU() (resource.Quantity, error) { return w.ProxyCPU() 
 // missing current pod became Ready, which precedes the end: the Deployment
 // controller scales the old pods down after that.
 func (w *workloads) waitPods(ctx context.Context, what, cpu string, timeout time.Duration, alive func() error) (allCurrent time.Time, err error) {
+	return w.waitCurrent(ctx, what, func() (workload.PodState, error) { return w.PodsAt(cpu) }, timeout, alive)
+}
+
+// waitCurrent is waitPods with what makes a pod current given by count.
+func (w *workloads) waitCurrent(ctx context.Context, what string, count func() (workload.PodState, error), timeout time.Duration, alive func() error) (allCurrent time.Time, err error) {
 	want := len(w.names) * w.Replicas
 	var last workload.PodState
 	lastReport := time.Now()
@@ -65,7 +70,7 @@ func (w *workloads) waitPods(ctx context.Context, what, cpu string, timeout time
 		if err := alive(); err != nil {
 			return false, err
 		}
-		st, err := w.PodsAt(cpu)
+		st, err := count()
 		if err != nil {
 			return false, err
 		}

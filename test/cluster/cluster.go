@@ -125,10 +125,13 @@ type Cluster struct {
 
 	// router carries the API server's calls to Services (webhooks) to host
 	// processes; istiod is the real istiod behind the installed one.
-	router       *istiod.Router
-	istiod       *istiod.Supervisor
-	stopIstiod   context.CancelFunc
-	istiodExited chan struct{}
+	router *istiod.Router
+	istiod *istiod.Supervisor
+	// supervisors stop the real istiods, the default revision's and those
+	// of the revisions SuperviseRevision added.
+	supervisorsMu sync.Mutex
+	supervisors   []func()
+	revisions     map[string]*istiod.Supervisor
 
 	// releasePorts ends an outage's hold on the creation lock (KillComponent).
 	outageMu     sync.Mutex
@@ -281,34 +284,71 @@ componentsPatches:
 // Deployment whenever one is installed, until the cluster stops.
 func (c *Cluster) superviseIstiod() error {
 	c.router.SetClient(c.clientset)
+	s, err := c.supervise("")
+	c.istiod = s
+	return err
+}
+
+// SuperviseRevision stands a real istiod behind a control plane revision's
+// Deployment (istiod-<revision>) whenever one is installed, beside the
+// default revision's, until the cluster stops; a canary upgrade runs two.
+func (c *Cluster) SuperviseRevision(revision string) (*istiod.Supervisor, error) {
+	c.supervisorsMu.Lock()
+	s, ok := c.revisions[revision]
+	c.supervisorsMu.Unlock()
+	if ok {
+		return s, nil
+	}
+	s, err := c.supervise(revision)
+	if err != nil {
+		return nil, err
+	}
+	c.supervisorsMu.Lock()
+	if c.revisions == nil {
+		c.revisions = map[string]*istiod.Supervisor{}
+	}
+	c.revisions[revision] = s
+	c.supervisorsMu.Unlock()
+	return s, nil
+}
+
+func (c *Cluster) supervise(revision string) (*istiod.Supervisor, error) {
+	suffix := ""
+	if revision != "" {
+		suffix = "-" + revision
+	}
 	logs := filepath.Join(c.clusterDir(), "logs")
 	if err := os.MkdirAll(logs, 0o755); err != nil {
-		return err
+		return nil, err
 	}
-	log, err := os.OpenFile(filepath.Join(logs, "istiod.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	log, err := os.OpenFile(filepath.Join(logs, "istiod"+suffix+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	s, err := istiod.NewSupervisor(istiod.Options{
 		Binary:     filepath.Join(c.toolsDir, istiodBinary),
 		Kubeconfig: c.Kubeconfig,
 		Client:     c.clientset,
 		Router:     c.router,
-		Dir:        filepath.Join(c.clusterDir(), "istiod"),
+		Dir:        filepath.Join(c.clusterDir(), "istiod"+suffix),
 		Log:        log,
+		Revision:   revision,
 	})
 	if err != nil {
 		_ = log.Close()
-		return err
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	c.istiod, c.stopIstiod, c.istiodExited = s, cancel, make(chan struct{})
+	exited := make(chan struct{})
 	go func() {
-		defer close(c.istiodExited)
+		defer close(exited)
 		defer log.Close()
 		s.Run(ctx)
 	}()
-	return nil
+	c.supervisorsMu.Lock()
+	c.supervisors = append(c.supervisors, func() { cancel(); <-exited })
+	c.supervisorsMu.Unlock()
+	return s, nil
 }
 
 // Istiod is the supervisor of the real istiod behind this cluster.
@@ -655,9 +695,12 @@ func (c *Cluster) stop() error {
 
 	var errs []error
 	defer c.returnPorts()
-	if c.stopIstiod != nil {
-		c.stopIstiod()
-		<-c.istiodExited
+	c.supervisorsMu.Lock()
+	stops := c.supervisors
+	c.supervisors = nil
+	c.supervisorsMu.Unlock()
+	for _, stop := range stops {
+		stop()
 	}
 	if c.router != nil {
 		_ = c.router.Close()

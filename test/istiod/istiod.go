@@ -72,6 +72,11 @@ type Options struct {
 	Dir string
 	// Log receives istiod's output.
 	Log io.Writer
+	// Revision is the control plane revision to stand behind: its istiod is
+	// Deployment and Service istiod-<revision>, its injection templates
+	// ConfigMap istio-sidecar-injector-<revision>. Empty for the default
+	// revision.
+	Revision string
 }
 
 // Addresses are where a running istiod listens, all on 127.0.0.1.
@@ -96,6 +101,10 @@ type Supervisor struct {
 
 	deployments cache.Store
 	configMaps  cache.Store
+
+	// name is the revision's Deployment and Service, injector its
+	// injection templates' ConfigMap.
+	name, injector string
 
 	mu      sync.Mutex
 	proc    *process
@@ -125,7 +134,11 @@ func NewSupervisor(opts Options) (*Supervisor, error) {
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	return &Supervisor{opts: opts, trigger: make(chan struct{}, 1), ready: make(chan struct{})}, nil
+	s := &Supervisor{opts: opts, trigger: make(chan struct{}, 1), ready: make(chan struct{}), name: Name, injector: InjectorConfigMap}
+	if opts.Revision != "" && opts.Revision != "default" {
+		s.name, s.injector = Name+"-"+opts.Revision, InjectorConfigMap+"-"+opts.Revision
+	}
+	return s, nil
 }
 
 // Run supervises until ctx ends, then stops istiod and returns.
@@ -142,12 +155,12 @@ func (s *Supervisor) Run(ctx context.Context) {
 	}
 	var deployInformer, cmInformer cache.Controller
 	s.deployments, deployInformer = cache.NewInformerWithOptions(cache.InformerOptions{
-		ListerWatcher: cache.NewFilteredListWatchFromClient(s.opts.Client.AppsV1().RESTClient(), "deployments", Namespace, byName(Name)),
+		ListerWatcher: cache.NewFilteredListWatchFromClient(s.opts.Client.AppsV1().RESTClient(), "deployments", Namespace, byName(s.name)),
 		ObjectType:    &appsv1.Deployment{},
 		Handler:       notify,
 	})
 	s.configMaps, cmInformer = cache.NewInformerWithOptions(cache.InformerOptions{
-		ListerWatcher: cache.NewFilteredListWatchFromClient(s.opts.Client.CoreV1().RESTClient(), "configmaps", Namespace, byName(InjectorConfigMap)),
+		ListerWatcher: cache.NewFilteredListWatchFromClient(s.opts.Client.CoreV1().RESTClient(), "configmaps", Namespace, byName(s.injector)),
 		ObjectType:    &corev1.ConfigMap{},
 		Handler:       notify,
 	})
@@ -206,7 +219,7 @@ func (s *Supervisor) exitErr() error {
 // sync starts, restarts or stops istiod to match the Deployment.
 func (s *Supervisor) sync(ctx context.Context) error {
 	d := s.deployment()
-	_, hasInjector, _ := s.configMaps.GetByKey(Namespace + "/" + InjectorConfigMap)
+	_, hasInjector, _ := s.configMaps.GetByKey(Namespace + "/" + s.injector)
 	if d == nil || d.DeletionTimestamp != nil || !hasInjector {
 		s.stop()
 		return nil
@@ -227,7 +240,7 @@ func (s *Supervisor) sync(ctx context.Context) error {
 }
 
 func (s *Supervisor) deployment() *appsv1.Deployment {
-	obj, ok, _ := s.deployments.GetByKey(Namespace + "/" + Name)
+	obj, ok, _ := s.deployments.GetByKey(Namespace + "/" + s.name)
 	if !ok {
 		return nil
 	}
@@ -304,10 +317,10 @@ func (s *Supervisor) start(ctx context.Context, c *corev1.Container, hash string
 
 func (s *Supervisor) route(a Addresses) {
 	r := s.opts.Router
-	r.Route(Namespace, Name, PortWebhook, a.Webhook)
-	r.Route(Namespace, Name, PortGRPC, a.GRPC)
-	r.Route(Namespace, Name, PortSecureGRPC, a.SecureGRPC)
-	r.Route(Namespace, Name, PortMonitoring, a.Monitoring)
+	r.Route(Namespace, s.name, PortWebhook, a.Webhook)
+	r.Route(Namespace, s.name, PortGRPC, a.GRPC)
+	r.Route(Namespace, s.name, PortSecureGRPC, a.SecureGRPC)
+	r.Route(Namespace, s.name, PortMonitoring, a.Monitoring)
 }
 
 // waitReady closes the ready channel once istiod answers /ready.
@@ -347,7 +360,7 @@ func (s *Supervisor) stop() {
 	if p == nil {
 		return
 	}
-	s.opts.Router.Unroute(Namespace, Name)
+	s.opts.Router.Unroute(Namespace, s.name)
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
 	select {
 	case <-p.done:

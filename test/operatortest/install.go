@@ -2,6 +2,7 @@ package operatortest
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -22,28 +23,38 @@ import (
 // runs: the same charts, with the images (and version labels) of tag.
 func InstallIstio(t *testing.T, tag string) {
 	t.Helper()
-	iop, err := istioclient.DesiredIstioOperator(&v1alpha2.IstioSpec{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := iop.SetPath("spec.tag", tag); err != nil {
-		t.Fatal(err)
-	}
-	r, err := istioclient.Render(iop, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inst := testInstaller()
 	ctx, cancel := context.WithTimeout(cluster.Context(t), 3*time.Minute)
 	defer cancel()
-	if err := inst.Apply(ctx, r, istioclient.MakePlan(r, inst.Live)); err != nil {
-		t.Fatalf("installing Istio %s: %v", tag, err)
+	if err := Install(ctx, cluster.Current(), tag); err != nil {
+		t.Fatal(err)
 	}
 }
 
-// testInstaller is an installer that reads the cluster directly.
-func testInstaller() *istioclient.Installer {
-	c := cluster.Current()
+// Install is InstallIstio on cluster c, for a harness without a test.
+func Install(ctx context.Context, c *cluster.Cluster, tag string) error {
+	iop, err := istioclient.DesiredIstioOperator(&v1alpha2.IstioSpec{})
+	if err != nil {
+		return err
+	}
+	if err := iop.SetPath("spec.tag", tag); err != nil {
+		return err
+	}
+	r, err := istioclient.Render(iop, nil)
+	if err != nil {
+		return err
+	}
+	inst := installerFor(c)
+	if err := inst.Apply(ctx, r, istioclient.MakePlan(r, inst.Live)); err != nil {
+		return fmt.Errorf("installing Istio %s: %w", tag, err)
+	}
+	return nil
+}
+
+// testInstaller is an installer that reads the current cluster directly.
+func testInstaller() *istioclient.Installer { return installerFor(cluster.Current()) }
+
+// installerFor is an installer that reads cluster c directly.
+func installerFor(c *cluster.Cluster) *istioclient.Installer {
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(c.Clientset().Discovery()))
 	live := &apiLive{client: c.Dynamic(), mapper: mapper}
 	return &istioclient.Installer{Dynamic: c.Dynamic(), Mapper: mapper, Live: live, WaitTimeout: 2 * time.Minute}

@@ -206,7 +206,13 @@ type PodState struct {
 
 // PodsAt counts how many pods run the proxy with the given CPU request (any
 // injected proxy when cpu is empty). It reads the informer cache.
-func (s *Set) PodsAt(cpu string) (PodState, error) {
+func (s *Set) PodsAt(cpu string) (PodState, error) { return s.pods(cpu, "") }
+
+// PodsOn counts how many pods run the proxy image (a canary upgrade's
+// wave). It reads the informer cache.
+func (s *Set) PodsOn(image string) (PodState, error) { return s.pods("", image) }
+
+func (s *Set) pods(cpu, image string) (PodState, error) {
 	var want resource.Quantity
 	if cpu != "" {
 		q, err := resource.ParseQuantity(cpu)
@@ -226,6 +232,9 @@ func (s *Set) PodsAt(cpu string) (PodState, error) {
 		}
 		st.Total++
 		reason := podMismatch(p, cpu, want)
+		if got := ProxyImage(p); reason == "" && image != "" && got != image {
+			reason = "istio-proxy image " + got
+		}
 		if reason == "" {
 			st.Current++
 		} else if st.Sample == "" {

@@ -95,6 +95,11 @@ type Controller struct {
 
 	mu       sync.Mutex
 	rendered map[string]*istioclient.Rendered // by spec hash; the last one only
+	// removing is the canary upgrade phase that removes a revision, while
+	// it runs; done is a finished canary upgrade's condition, until
+	// written (canary.go).
+	removing v1alpha2.UpgradePhase
+	done     *status.Condition
 	// aboveSince is when the cluster was last seen crossing the production
 	// thresholds upwards; zero while below them.
 	aboveSince time.Time

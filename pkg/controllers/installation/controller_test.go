@@ -131,7 +131,7 @@ func TestLiveObjects(t *testing.T) {
 // sync. Rendered for every optional component and experimental feature.
 func TestOwnedKindsCoverRenderings(t *testing.T) {
 	for name, spec := range apitest.RenderingSpecs() {
-		r, err := charts{namespace: controllertest.Namespace, release: func() {}}.Render(spec)
+		r, err := charts{namespace: controllertest.Namespace, release: func() {}}.Render(spec, istioclient.Revision{Name: istioclient.DefaultRevision, Version: istioclient.MustParseVersion(istioclient.Version)})
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}

@@ -239,20 +239,25 @@ func (f *fixture) events() []string { return controllertest.Drain(f.recorder) }
 type fakeRenderer struct {
 	err   error
 	calls int
-	// last is the spec of the last call.
-	last *v1alpha2.IstioSpec
+	// last is the spec of the last call, as the revision it rendered.
+	last   *v1alpha2.IstioSpec
+	lastAs istioclient.Revision
 }
 
 // renderedHash is the hash of every fake rendering.
 const renderedHash = "rendered-hash"
 
-func (r *fakeRenderer) Render(spec *v1alpha2.IstioSpec) (*istioclient.Rendered, error) {
+func (r *fakeRenderer) Render(spec *v1alpha2.IstioSpec, as istioclient.Revision) (*istioclient.Rendered, error) {
 	r.calls++
-	r.last = spec
+	r.last, r.lastAs = spec, as
 	if r.err != nil {
 		return nil, r.err
 	}
-	return &istioclient.Rendered{Hash: renderedHash, Version: istioclient.Version}, nil
+	hash := renderedHash
+	if as.Name != istioclient.DefaultRevision || as.Version.String() != istioclient.Version {
+		hash += "-" + as.Name + "-" + as.Version.String()
+	}
+	return &istioclient.Rendered{Hash: hash, Version: as.Version.String(), Revision: as.Name}, nil
 }
 
 // fakePlanner returns a copy of plan for every rendering.
@@ -263,11 +268,20 @@ type fakePlanner struct {
 	// objects were looked up.
 	planned []*istioclient.Rendered
 	checked int
+	// kept are the revisions each plan kept; planFor, when set, makes the
+	// plans.
+	kept    [][]string
+	planFor func(r *istioclient.Rendered, tag istioclient.Revision, keep []string) istioclient.Plan
 }
 
-func (p *fakePlanner) Plan(r *istioclient.Rendered, _ istioclient.LiveObjects) *istioclient.Plan {
+func (p *fakePlanner) PlanRevisions(r *istioclient.Rendered, _ istioclient.LiveObjects, tag istioclient.Revision, keep ...string) *istioclient.Plan {
 	p.planned = append(p.planned, r)
+	p.kept = append(p.kept, keep)
 	plan := p.plan
+	if p.planFor != nil {
+		plan = p.planFor(r, tag, keep)
+	}
+	plan.TagRevision = tag.Name
 	return &plan
 }
 
@@ -293,6 +307,18 @@ type fakeApplier struct {
 	uninstalls   int
 	// lookups counts the API server reads.
 	lookups int
+	// tags are the revisions the default tag was moved to; moveTag runs
+	// inside MoveTag.
+	tags    []string
+	moveTag func(revision string) error
+}
+
+func (a *fakeApplier) MoveTag(_ context.Context, revision, _ string, _ bool) error {
+	a.tags = append(a.tags, revision)
+	if a.moveTag != nil {
+		return a.moveTag(revision)
+	}
+	return nil
 }
 
 func (a *fakeApplier) Apply(_ context.Context, _ *istioclient.Rendered, p *istioclient.Plan, progress func(string)) error {

@@ -13,16 +13,17 @@ import (
 // unit tests fake them, so a sync neither renders Helm charts nor touches a
 // cluster, and every decision around them is tested in milliseconds.
 
-// renderer renders the objects of a spec.
+// renderer renders the objects of a spec as a control plane revision of
+// an Istio version.
 type renderer interface {
-	Render(spec *v1alpha2.IstioSpec) (*istioclient.Rendered, error)
+	Render(spec *v1alpha2.IstioSpec, as istioclient.Revision) (*istioclient.Rendered, error)
 }
 
 // planner compares a rendering with the live objects. *istioclient.Planner
 // is the real one. A test could not build a rendering holding objects
 // without importing Istio's manifest package, so planning is faked too.
 type planner interface {
-	Plan(r *istioclient.Rendered, live istioclient.LiveObjects) *istioclient.Plan
+	PlanRevisions(r *istioclient.Rendered, live istioclient.LiveObjects, tag istioclient.Revision, keep ...string) *istioclient.Plan
 	CheckMissing(ctx context.Context, p *istioclient.Plan, lookup func(context.Context, istioclient.Object) (*unstructured.Unstructured, error)) error
 }
 
@@ -35,6 +36,8 @@ type applier interface {
 	Uninstall(ctx context.Context) (kept string, err error)
 	// Lookup reads an object from the API server: nil when it does not exist.
 	Lookup(ctx context.Context, o istioclient.Object) (*unstructured.Unstructured, error)
+	// MoveTag points the default revision tag at a revision.
+	MoveTag(ctx context.Context, revision, version string, autoInject bool) error
 }
 
 // charts renders with the Helm charts compiled into the operator.
@@ -45,8 +48,8 @@ type charts struct {
 	release   func()
 }
 
-func (h charts) Render(spec *v1alpha2.IstioSpec) (*istioclient.Rendered, error) {
-	iop, err := istioclient.DesiredIstioOperator(spec)
+func (h charts) Render(spec *v1alpha2.IstioSpec, as istioclient.Revision) (*istioclient.Rendered, error) {
+	iop, err := istioclient.DesiredIstioOperatorAs(spec, as)
 	if err != nil {
 		return nil, err
 	}

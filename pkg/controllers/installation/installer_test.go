@@ -14,7 +14,7 @@ func TestChartsRefuseBeforeRendering(t *testing.T) {
 	released := 0
 	h := charts{namespace: "kyma-system", release: func() { released++ }}
 	spec := &v1alpha2.IstioSpec{Config: v1alpha2.Config{Authorizers: []*v1alpha2.Authorizer{{Name: "a", Service: "ext\x7f.ns", Port: 1}}}}
-	r, err := h.Render(spec)
+	r, err := h.Render(spec, istioclient.Revision{Name: istioclient.DefaultRevision})
 	var invalid *istioclient.InvalidSpecError
 	if !errors.As(err, &invalid) || r != nil {
 		t.Fatalf("Render = %v, %v; want an InvalidSpecError", r, err)

@@ -34,7 +34,14 @@ func (c *Controller) write(ctx context.Context, istio *v1alpha2.Istio, state v1a
 	if installed != nil {
 		conds = append(conds, *installed)
 	}
+	up, revision := c.upgradeStatus(istio)
+	canary := c.canaryCondition(istio, up)
+	if canary != nil {
+		conds = append(conds, *canary)
+	}
 	u := status.Update{
+		Revision:           &revision,
+		Upgrade:            &status.Upgrade{Status: up},
 		Conditions:         conds,
 		State:              &state,
 		Description:        &ready.Message,
@@ -53,6 +60,15 @@ func (c *Controller) write(ctx context.Context, istio *v1alpha2.Istio, state v1a
 	}
 	if wrote && (state == v1alpha2.StateWarning || state == v1alpha2.StateError) {
 		c.recorder.Event(istio, corev1.EventTypeWarning, ready.Reason, ready.Message)
+	}
+	if canary != nil {
+		c.mu.Lock()
+		c.done = nil
+		c.mu.Unlock()
+		// Every phase of a canary upgrade is an Event when it begins.
+		if prev := meta.FindStatusCondition(istio.Status.Conditions, v1alpha2.ConditionCanaryUpgrade); wrote && (prev == nil || prev.Reason != canary.Reason) {
+			c.recorder.Event(istio, corev1.EventTypeNormal, canary.Reason, canary.Message)
+		}
 	}
 	return updated, nil
 }
@@ -99,6 +115,14 @@ func (c *Controller) writeSummary(ctx context.Context, istio *v1alpha2.Istio, wa
 	installed := status.Condition{
 		Type: v1alpha2.ConditionInstalled, Status: metav1.ConditionTrue, Reason: v1alpha2.ReasonIstioInstallSucceeded,
 		Message: fmt.Sprintf("Istio %s is installed with the configuration of generation %d.", istioclient.Version, istio.Generation),
+	}
+	if up, tag := c.upgradeStatus(istio); up != nil {
+		serving, beside := up.To, up.From
+		if tag == up.From.Revision {
+			serving, beside = up.From, up.To
+		}
+		installed.Message = fmt.Sprintf("Istio %s (revision %s) is installed with the configuration of generation %d and injects new pods; "+
+			"revision %s (Istio %s) runs beside it during the canary upgrade.", serving.Version, serving.Revision, istio.Generation, beside.Revision, beside.Version)
 	}
 	if others := istioclient.ForeignControlPlanes(c.live); len(others) > 0 {
 		// Installed beside them (other revisions): they are reported, and

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -121,81 +122,71 @@ func (c *Controller) reconcile(ctx context.Context, istio *v1alpha2.Istio) (queu
 	}
 	spec := istio.Spec.Resolved(c.images, choice.profile)
 
-	rendered := istio.Generation
-	r, err := c.render(spec)
-	var invalid *istioclient.InvalidSpecError
-	if errors.As(err, &invalid) {
-		return c.failed(ctx, istio, v1alpha2.StateError, v1alpha2.ReasonValidationFailed,
-			fmt.Sprintf("The Istio resource is invalid: %v.", err))
-	}
-	if err != nil {
-		// Not the user's doing (the API server refusing the render's
-		// reads, say): reported, and retried with backoff.
-		if _, werr := c.failed(ctx, istio, v1alpha2.StateError, v1alpha2.ReasonIstioInstallUninstallFailed,
-			fmt.Sprintf("Rendering Istio %s failed and is retried: %v.", istioclient.Version, err)); werr != nil {
-			logger.Error(werr, "Writing the status")
+	revs := istioclient.Revisions(c.live)
+	switch {
+	case len(revs) > 2:
+		names := make([]string, len(revs))
+		for i, r := range revs {
+			names[i] = fmt.Sprintf("%s (Istio %s)", r.Name, r.Version)
 		}
-		return queue.Result{}, fmt.Errorf("rendering Istio: %w", err)
+		return c.refuse(ctx, istio, v1alpha2.ReasonIstioVersionUpdateNotAllowed, fmt.Sprintf(
+			"This operator's control planes run as %d revisions, %s; a canary upgrade runs two at most. The installation is left untouched.",
+			len(revs), strings.Join(names, ", ")))
+	case len(revs) == 2:
+		return c.canary(ctx, istio, spec, choice, revs[0], revs[1])
+	case len(revs) == 1 && canaryUpgrade(&istio.Spec, revs[0], target):
+		if istio.Spec.CanaryRollback {
+			return c.heldBack(ctx, istio, spec, revs[0])
+		}
+		return c.canary(ctx, istio, spec, choice, revs[0], istioclient.Revision{Name: istioclient.RevisionName(target), Version: target})
 	}
-
-	plan := c.planner.Plan(r, c.live)
+	// One control plane, upgraded in place: it keeps its revision.
+	as := istioclient.Revision{Name: istioclient.DefaultRevision, Version: target}
+	if len(revs) == 1 {
+		as.Name = revs[0].Name
+	}
+	r, res, err := c.renderAs(ctx, istio, spec, as)
+	if r == nil {
+		return res, err
+	}
+	plan := c.planner.PlanRevisions(r, c.live, as)
+	if ok, res, err := c.checkPlan(ctx, istio, plan); !ok {
+		return res, err
+	}
 	if !plan.Empty() {
-		if err := c.planner.CheckMissing(ctx, plan, c.applier.Lookup); err != nil {
-			return queue.Result{}, err
-		}
-	}
-	if err := plan.Refused(); err != nil {
-		return c.refuse(ctx, istio, v1alpha2.ReasonForeignIstioFound, err.Error()+".")
-	}
-	if !plan.Empty() {
-		if c.namespaceTerminating() {
-			// The previous installation's uninstall is still removing it;
-			// nothing can be created in it until it is gone.
-			_, err := c.progress(ctx, istio, fmt.Sprintf("Waiting for namespace %s, still being deleted, to be gone before installing Istio %s.",
-				istioclient.Namespace, istioclient.Version))
-			return queue.Result{RequeueAfter: TerminatingNamespaceInterval}, err
-		}
-		action := c.action(found, installed, target, r.Hash)
+		action := c.action(found, installed, target, r)
 		plan.SameRevision = action == actionUpdate || action == actionRepair
-		logger.Info("Applying Istio", "action", action, "plan", plan.Summary(), "hash", r.Hash)
-		if action != actionRepair {
-			c.recorder.Eventf(istio, corev1.EventTypeNormal, actionEvents[action].started, "%s Istio %s: %s.", actionVerb[action], istioclient.Version, plan.Summary())
+		if len(c.otherRevisions(as.Name)) > 0 {
+			// An operator stopped while it removed the revision a canary
+			// upgrade left: this plan prunes the rest.
+			c.setRemoving(v1alpha2.UpgradePhaseRemovingRevision)
 		}
-		istio, err = c.progress(ctx, istio, fmt.Sprintf("%s Istio %s.", actionVerb[action], istioclient.Version))
-		if err != nil {
+		var current bool
+		istio, current, err = c.applyPlan(ctx, istio, r, plan, action)
+		c.setRemoving("")
+		if err != nil || !current {
 			return queue.Result{}, err
-		}
-		start := c.clock.Now()
-		istio, err = c.apply(ctx, istio, r, plan, action)
-		if err != nil {
-			c.recorder.Eventf(istio, corev1.EventTypeWarning, actionEvents[action].failed, "%s Istio %s failed: %v", actionVerb[action], istioclient.Version, err)
-			// Installed is reported False as well: leaving it out of the
-			// apply would remove it, and without it the other controllers
-			// take the resource for one the operator does not serve.
-			msg := fmt.Sprintf("%s Istio %s failed and is retried: %v.", actionVerb[action], istioclient.Version, err)
-			if _, werr := c.report(ctx, c.latest(istio), v1alpha2.StateError, v1alpha2.ReasonIstioInstallUninstallFailed, msg, &status.Condition{
-				Type: v1alpha2.ConditionInstalled, Status: metav1.ConditionFalse, Reason: v1alpha2.ReasonIstioInstallUninstallFailed, Message: msg,
-			}); werr != nil {
-				logger.Error(werr, "Writing the status")
-			}
-			return queue.Result{}, err
-		}
-		took := c.clock.Since(start).Round(10 * time.Millisecond)
-		logger.Info("Applied Istio", "action", action, "duration", took)
-		c.release()
-		c.recorder.Eventf(istio, corev1.EventTypeNormal, actionEvents[action].succeeded, "%s Istio %s in %s: %s.",
-			actionDone[action], istioclient.Version, took, plan.Summary())
-		istio = c.latest(istio)
-		if istio.Generation != rendered {
-			// The spec changed during the apply: Istio runs an older
-			// generation's configuration, and Installed=True at the new one
-			// would let the other controllers act on it (roll the gateway
-			// before its new mesh config exists). The watch has queued the
-			// resource again; that sync installs and reports the new spec.
-			return queue.Result{}, nil
 		}
 	}
+	return c.installed(ctx, istio, choice)
+}
 
+// otherRevisions are the revisions of the operator's objects other than
+// rev: what a removal stopped half-way left of them.
+func (c *Controller) otherRevisions(rev string) []string {
+	seen := map[string]bool{}
+	for gvk := range ownedKinds {
+		for _, u := range c.live.Labelled(gvk) {
+			if r := u.GetLabels()[istioclient.RevisionLabel]; istioclient.Owns(u) && r != "" && r != rev {
+				seen[r] = true
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(seen))
+}
+
+// installed reports Istio installed with the resource's current spec.
+func (c *Controller) installed(ctx context.Context, istio *v1alpha2.Istio, choice profileChoice) (queue.Result, error) {
 	if prev := istio.Status.Profile; prev != choice.profile && prev != "" {
 		c.recorder.Eventf(istio, corev1.EventTypeNormal, v1alpha2.EventProfileChanged,
 			"Istio's profile changed from %s to %s: %s.", prev, choice.profile, choice.why)
@@ -208,6 +199,92 @@ func (c *Controller) reconcile(ctx context.Context, istio *v1alpha2.Istio) (queu
 		after = choice.recheck
 	}
 	return queue.Result{RequeueAfter: after}, nil
+}
+
+// renderAs renders the spec as a revision; a nil rendering comes with the
+// result to return, the failure reported.
+func (c *Controller) renderAs(ctx context.Context, istio *v1alpha2.Istio, spec *v1alpha2.IstioSpec, as istioclient.Revision) (*istioclient.Rendered, queue.Result, error) {
+	r, err := c.render(spec, as)
+	var invalid *istioclient.InvalidSpecError
+	if errors.As(err, &invalid) {
+		res, err := c.failed(ctx, istio, v1alpha2.StateError, v1alpha2.ReasonValidationFailed,
+			fmt.Sprintf("The Istio resource is invalid: %v.", err))
+		return nil, res, err
+	}
+	if err != nil {
+		// Not the user's doing (the API server refusing the render's
+		// reads, say): reported, and retried with backoff.
+		if _, werr := c.failed(ctx, istio, v1alpha2.StateError, v1alpha2.ReasonIstioInstallUninstallFailed,
+			fmt.Sprintf("Rendering Istio %s failed and is retried: %v.", as.Version, err)); werr != nil {
+			klog.FromContext(ctx).Error(werr, "Writing the status")
+		}
+		return nil, queue.Result{}, fmt.Errorf("rendering Istio: %w", err)
+	}
+	return r, queue.Result{}, nil
+}
+
+// checkPlan looks up the objects a plan would create and refuses one that
+// would take over objects the operator did not apply, or that must wait
+// for istio-system to be gone; ok is false with the result to return.
+func (c *Controller) checkPlan(ctx context.Context, istio *v1alpha2.Istio, plan *istioclient.Plan) (ok bool, res queue.Result, err error) {
+	if !plan.Empty() {
+		if err := c.planner.CheckMissing(ctx, plan, c.applier.Lookup); err != nil {
+			return false, queue.Result{}, err
+		}
+	}
+	if err := plan.Refused(); err != nil {
+		res, err := c.refuse(ctx, istio, v1alpha2.ReasonForeignIstioFound, err.Error()+".")
+		return false, res, err
+	}
+	if !plan.Empty() && c.namespaceTerminating() {
+		// The previous installation's uninstall is still removing it;
+		// nothing can be created in it until it is gone.
+		_, err := c.progress(ctx, istio, fmt.Sprintf("Waiting for namespace %s, still being deleted, to be gone before installing Istio %s.",
+			istioclient.Namespace, istioclient.Version))
+		return false, queue.Result{RequeueAfter: TerminatingNamespaceInterval}, err
+	}
+	return true, queue.Result{}, nil
+}
+
+// applyPlan applies a plan that is not empty, with its Events and
+// progress. current is false when the spec changed during the apply: Istio
+// runs an older generation's configuration, and Installed=True at the new
+// one would let the other controllers act on it (roll the gateway before
+// its new mesh config exists). The watch has queued the resource again;
+// that sync installs and reports the new spec.
+func (c *Controller) applyPlan(ctx context.Context, istio *v1alpha2.Istio, r *istioclient.Rendered, plan *istioclient.Plan, action string) (_ *v1alpha2.Istio, current bool, err error) {
+	logger := klog.FromContext(ctx)
+	rendered := istio.Generation
+	logger.Info("Applying Istio", "action", action, "revision", r.Revision, "plan", plan.Summary(), "hash", r.Hash)
+	if action != actionRepair {
+		c.recorder.Eventf(istio, corev1.EventTypeNormal, actionEvents[action].started, "%s Istio %s: %s.", actionVerb[action], r.Version, plan.Summary())
+	}
+	istio, err = c.progress(ctx, istio, fmt.Sprintf("%s Istio %s.", actionVerb[action], r.Version))
+	if err != nil {
+		return istio, false, err
+	}
+	start := c.clock.Now()
+	istio, err = c.apply(ctx, istio, r, plan, action)
+	if err != nil {
+		c.recorder.Eventf(istio, corev1.EventTypeWarning, actionEvents[action].failed, "%s Istio %s failed: %v", actionVerb[action], r.Version, err)
+		// Installed is reported False as well: leaving it out of the
+		// apply would remove it, and without it the other controllers
+		// take the resource for one the operator does not serve.
+		msg := fmt.Sprintf("%s Istio %s failed and is retried: %v.", actionVerb[action], r.Version, err)
+		if _, werr := c.report(ctx, c.latest(istio), v1alpha2.StateError, v1alpha2.ReasonIstioInstallUninstallFailed, msg, &status.Condition{
+			Type: v1alpha2.ConditionInstalled, Status: metav1.ConditionFalse, Reason: v1alpha2.ReasonIstioInstallUninstallFailed, Message: msg,
+		}); werr != nil {
+			logger.Error(werr, "Writing the status")
+		}
+		return istio, false, err
+	}
+	took := c.clock.Since(start).Round(10 * time.Millisecond)
+	logger.Info("Applied Istio", "action", action, "duration", took)
+	c.release()
+	c.recorder.Eventf(istio, corev1.EventTypeNormal, actionEvents[action].succeeded, "%s Istio %s in %s: %s.",
+		actionDone[action], r.Version, took, plan.Summary())
+	istio = c.latest(istio)
+	return istio, istio.Generation == rendered, nil
 }
 
 // apply runs the installer, writing its progress to the Installed
@@ -246,35 +323,41 @@ const (
 	actionUpgrade = "Upgrade"
 	actionUpdate  = "Update"
 	actionRepair  = "Repair"
+	// actionRemoveRevision removes the revision a canary upgrade, or its
+	// rollback, moved away from; Istio of the rendering stays.
+	actionRemoveRevision = "RemoveRevision"
 )
 
 var actionVerb = map[string]string{
 	actionInstall: "Installing", actionUpgrade: "Upgrading", actionUpdate: "Reconfiguring", actionRepair: "Repairing",
+	actionRemoveRevision: "Removing the other revision beside",
 }
 
 var actionDone = map[string]string{
 	actionInstall: "Installed", actionUpgrade: "Upgraded", actionUpdate: "Reconfigured", actionRepair: "Repaired",
+	actionRemoveRevision: "Removed the other revision beside",
 }
 
 // actionEvents are the Events of each action; a repair records no Started.
 var actionEvents = map[string]struct{ started, succeeded, failed string }{
-	actionInstall: {v1alpha2.EventInstallStarted, v1alpha2.EventInstallSucceeded, v1alpha2.EventInstallFailed},
-	actionUpgrade: {v1alpha2.EventUpgradeStarted, v1alpha2.EventUpgradeSucceeded, v1alpha2.EventUpgradeFailed},
-	actionUpdate:  {v1alpha2.EventUpdateStarted, v1alpha2.EventUpdateSucceeded, v1alpha2.EventUpdateFailed},
-	actionRepair:  {"", v1alpha2.EventRepairSucceeded, v1alpha2.EventRepairFailed},
+	actionInstall:        {v1alpha2.EventInstallStarted, v1alpha2.EventInstallSucceeded, v1alpha2.EventInstallFailed},
+	actionUpgrade:        {v1alpha2.EventUpgradeStarted, v1alpha2.EventUpgradeSucceeded, v1alpha2.EventUpgradeFailed},
+	actionUpdate:         {v1alpha2.EventUpdateStarted, v1alpha2.EventUpdateSucceeded, v1alpha2.EventUpdateFailed},
+	actionRepair:         {"", v1alpha2.EventRepairSucceeded, v1alpha2.EventRepairFailed},
+	actionRemoveRevision: {v1alpha2.EventRevisionRemovalStarted, v1alpha2.EventRevisionRemovalSucceeded, v1alpha2.EventRevisionRemovalFailed},
 }
 
 // action names what a non-empty plan does: a first install, an upgrade, a
 // new configuration, or the repair of objects someone changed or deleted.
-func (c *Controller) action(found bool, installed, target istioclient.SemVer, hash string) string {
+func (c *Controller) action(found bool, installed, target istioclient.SemVer, r *istioclient.Rendered) string {
 	switch {
 	case !found && !c.anyOwned():
 		return actionInstall
 	case found && installed.Compare(target) != 0:
 		return actionUpgrade
 	}
-	istiod := c.live.Get(deploymentGVK, istioclient.Namespace, "istiod")
-	if istiod != nil && istiod.GetAnnotations()[istioclient.InstallationHashAnnotation] != hash {
+	istiod := c.live.Get(deploymentGVK, istioclient.Namespace, istioclient.IstiodName(r.Revision))
+	if istiod != nil && istiod.GetAnnotations()[istioclient.InstallationHashAnnotation] != r.Hash {
 		return actionUpdate
 	}
 	return actionRepair
@@ -295,11 +378,12 @@ func (c *Controller) anyOwned() bool {
 // render renders a resolved spec's IstioOperator, reusing the last rendering
 // while the spec is unchanged: a rendering costs far more CPU than the rest
 // of a sync (BenchmarkRender in pkg/istioclient).
-func (c *Controller) render(spec *v1alpha2.IstioSpec) (*istioclient.Rendered, error) {
+func (c *Controller) render(spec *v1alpha2.IstioSpec, as istioclient.Revision) (*istioclient.Rendered, error) {
 	data, err := json.Marshal(spec)
 	if err != nil {
 		return nil, err
 	}
+	data = fmt.Appendf(data, "\n%s %s", as.Name, as.Version)
 	sum := sha256.Sum256(data)
 	key := hex.EncodeToString(sum[:])
 	c.mu.Lock()
@@ -308,7 +392,7 @@ func (c *Controller) render(spec *v1alpha2.IstioSpec) (*istioclient.Rendered, er
 	if ok {
 		return r, nil
 	}
-	r, err = c.renderer.Render(spec)
+	r, err = c.renderer.Render(spec, as)
 	if err != nil {
 		return nil, err
 	}

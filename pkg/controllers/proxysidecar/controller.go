@@ -187,6 +187,9 @@ type target struct {
 	// removal is the target after an uninstall: no pod keeps a sidecar
 	// (removal.go).
 	removal bool
+	// revisions are the operator's, and where a canary upgrade moves the
+	// pods (revision.go).
+	revisions
 }
 
 // New builds the controller and registers its informers.

@@ -103,7 +103,7 @@ func selected(ns *corev1.Namespace, pod *corev1.Pod) bool {
 // that another revision injected is not the operator's to judge.
 func (t *target) judge(pod *corev1.Pod, ns *corev1.Namespace) (change, string) {
 	has := injected(pod)
-	if has && otherRevision(pod) {
+	if has && t.otherRevision(pod) {
 		return changeNone, ""
 	}
 	switch {
@@ -114,20 +114,20 @@ func (t *target) judge(pod *corev1.Pod, ns *corev1.Namespace) (change, string) {
 		return changeNone, ""
 	case ns == nil:
 		if has {
-			if why := outdated(pod, &t.proxy); why != "" {
+			if why := t.outdated(pod, ns); why != "" {
 				return changeProxy, why
 			}
 		}
 		return changeNone, ""
 	}
-	want := selected(ns, pod)
+	want := selected(ns, pod) || t.revisionSelects(ns, pod)
 	switch {
 	case has && !want:
 		return changeLeave, "the injector no longer selects its pods (" + injectionOf(ns) + ")"
 	case !has && want:
 		return changeJoin, "the injector selects its pods, which have no sidecar (" + injectionOf(ns) + ")"
 	case has:
-		if why := outdated(pod, &t.proxy); why != "" {
+		if why := t.outdated(pod, ns); why != "" {
 			return changeProxy, why
 		}
 	}
@@ -242,7 +242,7 @@ func (t *target) judgePods(ns *corev1.Namespace, template map[string]string, pod
 	_, kubeInjected := template[annotationSidecarStatus]
 	want, decided := !t.removal, false
 	for _, pod := range pods {
-		if !live(pod) || injected(pod) && otherRevision(pod) {
+		if !live(pod) || injected(pod) && t.otherRevision(pod) {
 			continue
 		}
 		m, why := t.judge(pod, j.ns)
@@ -251,7 +251,7 @@ func (t *target) judgePods(ns *corev1.Namespace, template map[string]string, pod
 			j.templated = j.templated || m == changeLeave
 			m, why = changeNone, ""
 			if injected(pod) && !t.removal {
-				if why = outdated(pod, &t.proxy); why != "" {
+				if why = t.outdated(pod, j.ns); why != "" {
 					m = changeProxy
 				}
 			}

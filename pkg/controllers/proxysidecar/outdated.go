@@ -22,9 +22,9 @@ const (
 	validationContainer        = "istio-validation"
 	// labelRevision names the control plane whose injector injected a pod.
 	labelRevision = "istio.io/rev"
-	// operatorRevision is the revision the operator installs; a pod without
-	// the label, or with an empty one, belongs to it too.
-	operatorRevision = "default"
+	// operatorRevision is the default revision tag, which the operator's
+	// control plane carries; a pod without a revision belongs to it too.
+	operatorRevision = istioclient.DefaultRevision
 	// annotationLimitRanger is set by the API server's LimitRanger admission
 	// plugin on a pod whose requests or limits it defaulted.
 	annotationLimitRanger = "kubernetes.io/limit-ranger"
@@ -36,17 +36,18 @@ func injected(pod *corev1.Pod) bool {
 	return ok
 }
 
-// otherRevision reports whether the pod was injected by the control plane
-// of another Istio revision: that control plane, not the operator, decides
-// its proxy, so the pod is neither outdated nor counted. The injector
-// records its revision in an annotation; a pod without it is judged by its
-// revision label.
-func otherRevision(pod *corev1.Pod) bool {
+// podRevision is the revision whose injector injected the pod: the
+// injector records it in an annotation; a pod without it is judged by its
+// revision label, and a pod with neither by the default revision.
+func podRevision(pod *corev1.Pod) string {
 	rev, ok := pod.Annotations[annotationRevision]
 	if !ok {
 		rev = pod.Labels[labelRevision]
 	}
-	return rev != "" && rev != operatorRevision
+	if rev == "" {
+		return operatorRevision
+	}
+	return rev
 }
 
 // live reports whether a pod counts: not terminating and not finished.
@@ -56,12 +57,13 @@ func live(pod *corev1.Pod) bool {
 
 // outdated says why an injected pod's sidecar differs from what the
 // injector would give it now, or "" when it does not (or when the pod is not
-// the operator's to judge: it is not injected, another revision injected
-// it, or it pins its own proxy image). What admission controllers do to a
+// the operator's to judge: it is not injected, or it pins its own proxy
+// image). Whether its revision is the operator's is the caller's question
+// (target.otherRevision). What admission controllers do to a
 // pod after the injector (a registry mirror or a digest in the image, a
 // LimitRange's defaults) is not a difference: restarting would not undo it.
 func outdated(pod *corev1.Pod, want *istioclient.Proxy) string {
-	if !injected(pod) || otherRevision(pod) {
+	if !injected(pod) {
 		return ""
 	}
 	if _, pinned := pod.Annotations[annotationProxyImage]; pinned {

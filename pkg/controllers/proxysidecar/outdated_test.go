@@ -155,7 +155,10 @@ func TestOutdated(t *testing.T) {
 	for name, tc := range cases {
 		pod := injectedPod(want)
 		tc.edit(pod)
-		got := outdated(pod, &want)
+		got := ""
+		if t := (&target{proxy: want}); !t.otherRevision(pod) {
+			got = t.outdated(pod, nil)
+		}
 		switch {
 		case tc.want == "" && got != "":
 			t.Errorf("%s: outdated = %q, want current", name, got)
@@ -300,7 +303,7 @@ func TestTrimPodKeepsWhatOutdatedReads(t *testing.T) {
 	rev := injectedPod(want)
 	rev.Labels = map[string]string{labelRevision: "canary", "app": "x"}
 	rev.Spec.Containers[1].Image = "old"
-	if got, _ := trimPod(rev); outdated(got.(*corev1.Pod), &want) != "" || len(got.(*corev1.Pod).Labels) != 1 {
+	if got, _ := trimPod(rev); podRevision(got.(*corev1.Pod)) != "canary" || len(got.(*corev1.Pod).Labels) != 1 {
 		t.Errorf("the trimmed pod lost its revision label or kept others: %v", got.(*corev1.Pod).Labels)
 	}
 	again, _ := trimPod(trimmed)

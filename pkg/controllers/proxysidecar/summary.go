@@ -41,9 +41,11 @@ func (c *Controller) syncSummary(ctx context.Context, k Key) (queue.Result, erro
 		if err != nil {
 			return queue.Result{}, err
 		}
-		t = (&target{istio: k, proxy: proxy, hash: proxy.Hash(), pacing: cached.Spec.EffectiveRestartPacing(c.defaults)}).withWindows(&cached.Spec)
+		revs := revisionsOf(cached, &proxy)
+		t = (&target{istio: k, proxy: proxy, hash: proxy.Hash(), pacing: cached.Spec.EffectiveRestartPacing(c.defaults), revisions: revs}).withWindows(&cached.Spec)
 	case verdict == status.Deleting && removingSidecars(cached):
-		t = &target{istio: k, removal: true, hash: noSidecar, pacing: cached.Spec.EffectiveRestartPacing(c.defaults)}
+		t = &target{istio: k, removal: true, hash: noSidecar, pacing: cached.Spec.EffectiveRestartPacing(c.defaults),
+			revisions: revisionsOf(cached, &istioclient.Proxy{})}
 	default:
 		c.dropTarget(k)
 		return queue.Result{}, err
@@ -79,13 +81,20 @@ func (c *Controller) syncSummary(ctx context.Context, k Key) (queue.Result, erro
 
 	cond, after := n.condition(t)
 	prev := meta.FindStatusCondition(cached.Status.Conditions, v1alpha2.ConditionProxySidecarRestartSucceeded)
-	if wait := c.progressWait(k, prev, cond, cached.Generation, n); wait > 0 {
+	// Every write carries status.nextMaintenanceWindow, set or not: server-side
+	// apply would drop it from a write that leaves it out.
+	u := status.Update{Conditions: []status.Condition{cond}, Window: n.window()}
+	c.metrics.Canary(n.revisions.counts())
+	if t.moveTo != "" {
+		u.Conditions = append(u.Conditions, n.revisions.condition(t))
+	} else {
+		u.Dropped = []string{v1alpha2.ConditionProxySidecarsOnRevision}
+	}
+	if wait := c.progressWait(k, cached, u.Conditions, n); wait > 0 {
 		// Only the counts moved, not far or not long enough ago.
 		return queue.Result{RequeueAfter: wait}, nil
 	}
-	// Every write carries status.nextMaintenanceWindow, set or not: server-side
-	// apply would drop it from a write that leaves it out.
-	_, wrote, err := c.status.Apply(ctx, cached, status.Update{Conditions: []status.Condition{cond}, Window: n.window()})
+	_, wrote, err := c.status.Apply(ctx, cached, u)
 	if err != nil {
 		return queue.Result{}, err
 	}
@@ -132,20 +141,28 @@ func (c *Controller) desiredProxy(istio *v1alpha2.Istio) (istioclient.Proxy, err
 type progressMark struct {
 	at                 time.Time
 	restarted, rolling int
+	podsOff            int // pods on the revision a canary upgrade leaves
 }
 
 // progressWait is how long to hold back a write that changes only the
-// counts of an in-progress condition; 0 means write now. The counts are
+// counts of in-progress conditions; 0 means write now. The counts are
 // written ProgressWriteInterval after the last write once they moved by
 // ProgressWriteShare of the wave, and after ProgressQuietInterval however
 // little they moved.
-func (c *Controller) progressWait(k Key, prev *metav1.Condition, cond status.Condition, generation int64, n *census) time.Duration {
-	if prev != nil && prev.Message == cond.Message && prev.Reason == cond.Reason {
+func (c *Controller) progressWait(k Key, istio *v1alpha2.Istio, conds []status.Condition, n *census) time.Duration {
+	changed, onlyCounts := false, true
+	for _, cond := range conds {
+		prev := meta.FindStatusCondition(istio.Status.Conditions, cond.Type)
+		if prev != nil && prev.Message == cond.Message && prev.Reason == cond.Reason {
+			continue
+		}
+		changed = true
+		onlyCounts = onlyCounts && prev != nil && prev.Reason == cond.Reason && prev.Status == cond.Status &&
+			prev.ObservedGeneration == istio.Generation && countingReasons[cond.Reason]
+	}
+	if !changed {
 		return 0 // nothing to write
 	}
-	onlyCounts := prev != nil && prev.Reason == cond.Reason && prev.Status == cond.Status &&
-		prev.ObservedGeneration == generation &&
-		(cond.Reason == v1alpha2.ReasonProxySidecarRestartInProgress || cond.Reason == v1alpha2.ReasonProxySidecarRemovalInProgress)
 	now := c.clock.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -158,15 +175,23 @@ func (c *Controller) progressWait(k Key, prev *metav1.Condition, cond status.Con
 			return min(RollingInterval, ProgressQuietInterval-since)
 		}
 	}
-	c.lastProgress[k] = progressMark{at: now, restarted: n.restarted, rolling: len(n.rolling)}
+	c.lastProgress[k] = progressMark{at: now, restarted: n.restarted, rolling: len(n.rolling), podsOff: n.revisions.podsOff}
 	return 0
+}
+
+// countingReasons are the reasons of conditions in progress, whose
+// messages count the work done.
+var countingReasons = map[string]bool{
+	v1alpha2.ReasonProxySidecarRestartInProgress: true, v1alpha2.ReasonProxySidecarRemovalInProgress: true,
+	v1alpha2.ReasonProxySidecarsMoving: true, v1alpha2.ReasonProxySidecarsPinned: true,
 }
 
 // movedFrom reports whether the restarted or the rolling workloads moved
 // by ProgressWriteShare of the wave's workloads (at least one) since last.
 func (n *census) movedFrom(last progressMark) bool {
 	step := max(1, int(math.Ceil(ProgressWriteShare*float64(n.workloads()))))
-	return abs(n.restarted-last.restarted) >= step || abs(len(n.rolling)-last.rolling) >= step
+	return abs(n.restarted-last.restarted) >= step || abs(len(n.rolling)-last.rolling) >= step ||
+		abs(n.revisions.podsOff-last.podsOff) >= step
 }
 
 // workloads are the workloads a wave restarts: restarted onto the target,
@@ -214,6 +239,8 @@ type census struct {
 	// toStart are the waiting workloads the pacer does not know yet, the
 	// platform's first.
 	toStart []Key
+	// revisions counts the mesh by revision during a canary upgrade.
+	revisions revisionCensus
 }
 
 // count groups the pods of the mesh by workload and classifies each
@@ -229,7 +256,7 @@ func (c *Controller) count(t *target) *census {
 	inWindow := t.inWindow(now)
 	n := &census{windowsErr: t.windowsErr, moves: map[change]int{}}
 	c.meshPods(t, func(pod *corev1.Pod, ns *corev1.Namespace) {
-		if !live(pod) || injected(pod) && otherRevision(pod) {
+		if !live(pod) || injected(pod) && t.otherRevision(pod) {
 			return // another revision's pods are its control plane's
 		}
 		move, _ := t.judge(pod, ns)
@@ -248,6 +275,7 @@ func (c *Controller) count(t *target) *census {
 		} else {
 			k, ok = workloadOf(pod, c.replicaSets)
 		}
+		n.revisions.note(t, k, pod, ns)
 		if !ok {
 			if move != changeNone {
 				if move == changeProxy {

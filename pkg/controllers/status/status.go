@@ -9,6 +9,7 @@ package status
 import (
 	"context"
 	"fmt"
+	"k8s.io/apimachinery/pkg/api/equality"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -51,6 +52,16 @@ type Update struct {
 	// controller: it sets Window on every update, with Opens nil when no
 	// restart waits for a window (which clears the field).
 	Window *Window
+	// Revision is status.revision (installation controller).
+	Revision *string
+	// Upgrade is status.upgrade, owned by the installation controller: it
+	// sets Upgrade on every update, with Status nil when no canary upgrade
+	// runs (which clears the field).
+	Upgrade *Upgrade
+	// Dropped are condition types the writer owns and no longer reports:
+	// an update that leaves them out removes them, and is written while the
+	// resource still has them.
+	Dropped []string
 	// DerivedFromCurrent, when true, applies the update only to the version
 	// of the object it was computed from (its resourceVersion is a
 	// precondition): a summary of the other controllers' conditions must not
@@ -62,6 +73,11 @@ type Update struct {
 // Window is when the next maintenance window opens.
 type Window struct {
 	Opens *metav1.Time
+}
+
+// Upgrade is the canary upgrade in progress.
+type Upgrade struct {
+	Status *v1alpha2.UpgradeStatus
 }
 
 // Writer applies one controller's status.
@@ -140,6 +156,15 @@ func (w *Writer) Apply(ctx context.Context, current *v1alpha2.Istio, u Update) (
 	if u.Window != nil && u.Window.Opens != nil {
 		st.WithNextMaintenanceWindow(*u.Window.Opens)
 	}
+	if u.Revision != nil {
+		st.WithRevision(*u.Revision)
+	}
+	if u.Upgrade != nil && u.Upgrade.Status != nil {
+		up := u.Upgrade.Status
+		st.WithUpgrade(istioac.UpgradeStatus().WithPhase(up.Phase).
+			WithFrom(istioac.RevisionVersion().WithRevision(up.From.Revision).WithVersion(up.From.Version)).
+			WithTo(istioac.RevisionVersion().WithRevision(up.To.Revision).WithVersion(up.To.Version)))
+	}
 	ac := istioac.Istio(current.Name, current.Namespace).WithStatus(st)
 	// Apply against the UID we read, so a status for a deleted and recreated
 	// resource of the same name is never written to the new one.
@@ -166,9 +191,16 @@ func UpToDate(current *v1alpha2.Istio, u Update) bool {
 			return false
 		}
 	}
+	for _, t := range u.Dropped {
+		if meta.FindStatusCondition(current.Status.Conditions, t) != nil {
+			return false
+		}
+	}
 	s := current.Status
 	switch {
-	case u.State != nil && *u.State != s.State,
+	case u.Revision != nil && *u.Revision != s.Revision,
+		u.Upgrade != nil && !equality.Semantic.DeepEqual(u.Upgrade.Status, s.Upgrade),
+		u.State != nil && *u.State != s.State,
 		u.Description != nil && *u.Description != s.Description,
 		u.InstalledVersion != nil && *u.InstalledVersion != s.InstalledVersion,
 		u.Profile != nil && *u.Profile != s.Profile,

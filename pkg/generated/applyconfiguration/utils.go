@@ -82,6 +82,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &operatorv1alpha2.ResourceClaimsApplyConfiguration{}
 	case v1alpha2.SchemeGroupVersion.WithKind("Resources"):
 		return &operatorv1alpha2.ResourcesApplyConfiguration{}
+	case v1alpha2.SchemeGroupVersion.WithKind("RevisionVersion"):
+		return &operatorv1alpha2.RevisionVersionApplyConfiguration{}
 	case v1alpha2.SchemeGroupVersion.WithKind("RollingUpdate"):
 		return &operatorv1alpha2.RollingUpdateApplyConfiguration{}
 	case v1alpha2.SchemeGroupVersion.WithKind("Strategy"):
@@ -92,6 +94,8 @@ func ForKind(kind schema.GroupVersionKind) interface{} {
 		return &operatorv1alpha2.ToDownstreamApplyConfiguration{}
 	case v1alpha2.SchemeGroupVersion.WithKind("ToUpstream"):
 		return &operatorv1alpha2.ToUpstreamApplyConfiguration{}
+	case v1alpha2.SchemeGroupVersion.WithKind("UpgradeStatus"):
+		return &operatorv1alpha2.UpgradeStatusApplyConfiguration{}
 
 	}
 	return nil

@@ -60,11 +60,13 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.ProxyStatsMatcher":         schema_pkg_apis_operator_v1alpha2_ProxyStatsMatcher(ref),
 		"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.ResourceClaims":            schema_pkg_apis_operator_v1alpha2_ResourceClaims(ref),
 		"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.Resources":                 schema_pkg_apis_operator_v1alpha2_Resources(ref),
+		"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.RevisionVersion":           schema_pkg_apis_operator_v1alpha2_RevisionVersion(ref),
 		"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.RollingUpdate":             schema_pkg_apis_operator_v1alpha2_RollingUpdate(ref),
 		"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.Strategy":                  schema_pkg_apis_operator_v1alpha2_Strategy(ref),
 		"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.Telemetry":                 schema_pkg_apis_operator_v1alpha2_Telemetry(ref),
 		"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.ToDownstream":              schema_pkg_apis_operator_v1alpha2_ToDownstream(ref),
 		"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.ToUpstream":                schema_pkg_apis_operator_v1alpha2_ToUpstream(ref),
+		"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.UpgradeStatus":             schema_pkg_apis_operator_v1alpha2_UpgradeStatus(ref),
 		v1.AWSElasticBlockStoreVolumeSource{}.OpenAPIModelName():                                    schema_k8sio_api_core_v1_AWSElasticBlockStoreVolumeSource(ref),
 		v1.Affinity{}.OpenAPIModelName():                                                            schema_k8sio_api_core_v1_Affinity(ref),
 		v1.AppArmorProfile{}.OpenAPIModelName():                                                     schema_k8sio_api_core_v1_AppArmorProfile(ref),
@@ -1003,6 +1005,20 @@ func schema_pkg_apis_operator_v1alpha2_IstioSpec(ref common.ReferenceCallback) c
 							Format:      "",
 						},
 					},
+					"upgradeStrategy": {
+						SchemaProps: spec.SchemaProps{
+							Description: "UpgradeStrategy is how a new minor version of Istio replaces the installed one. InPlace (the default) replaces the control plane at once and then restarts the workloads. Canary installs the new version as a revision named after it (1-31) beside the installed one, moves the default revision tag to it, restarts the workloads onto it, and removes the old control plane once no pod uses it. A patch upgrade is always made in place. Extension.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"canaryRollback": {
+						SchemaProps: spec.SchemaProps{
+							Description: "CanaryRollback, set during a canary upgrade while the old control plane exists, moves back to it: the default tag returns to the old revision, the workloads already moved are restarted back once, and the new revision is removed. While it is set, the operator keeps the old version and upgrades no further; unset it to upgrade again. Extension.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
 				},
 			},
 		},
@@ -1081,11 +1097,24 @@ func schema_pkg_apis_operator_v1alpha2_IstioStatus(ref common.ReferenceCallback)
 							Ref:         ref(metav1.Time{}.OpenAPIModelName()),
 						},
 					},
+					"revision": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Revision is the Istio revision the default revision tag points at: the control plane that injects new pods. \"default\" for an installation that never had a canary upgrade. Written by the installation controller.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"upgrade": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Upgrade is the canary upgrade in progress, unset when none is. Written by the installation controller.",
+							Ref:         ref("github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.UpgradeStatus"),
+						},
+					},
 				},
 			},
 		},
 		Dependencies: []string{
-			metav1.Condition{}.OpenAPIModelName(), metav1.Time{}.OpenAPIModelName()},
+			"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.UpgradeStatus", metav1.Condition{}.OpenAPIModelName(), metav1.Time{}.OpenAPIModelName()},
 	}
 }
 
@@ -1450,6 +1479,34 @@ func schema_pkg_apis_operator_v1alpha2_Resources(ref common.ReferenceCallback) c
 	}
 }
 
+func schema_pkg_apis_operator_v1alpha2_RevisionVersion(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "RevisionVersion is a control plane: its revision and Istio version.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"revision": {
+						SchemaProps: spec.SchemaProps{
+							Default: "",
+							Type:    []string{"string"},
+							Format:  "",
+						},
+					},
+					"version": {
+						SchemaProps: spec.SchemaProps{
+							Default: "",
+							Type:    []string{"string"},
+							Format:  "",
+						},
+					},
+				},
+				Required: []string{"revision", "version"},
+			},
+		},
+	}
+}
+
 func schema_pkg_apis_operator_v1alpha2_RollingUpdate(ref common.ReferenceCallback) common.OpenAPIDefinition {
 	return common.OpenAPIDefinition{
 		Schema: spec.Schema{
@@ -1604,6 +1661,44 @@ func schema_pkg_apis_operator_v1alpha2_ToUpstream(ref common.ReferenceCallback) 
 				},
 			},
 		},
+	}
+}
+
+func schema_pkg_apis_operator_v1alpha2_UpgradeStatus(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "UpgradeStatus describes a canary upgrade in progress: two control planes of the operator run side by side.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"phase": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Phase is where the upgrade stands: InstallingRevision, MovingWorkloads, RemovingRevision, RollingBack or RemovingNewRevision.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"from": {
+						SchemaProps: spec.SchemaProps{
+							Description: "From is the control plane installed before the upgrade.",
+							Default:     map[string]interface{}{},
+							Ref:         ref("github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.RevisionVersion"),
+						},
+					},
+					"to": {
+						SchemaProps: spec.SchemaProps{
+							Description: "To is the control plane of the operator's version.",
+							Default:     map[string]interface{}{},
+							Ref:         ref("github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.RevisionVersion"),
+						},
+					},
+				},
+				Required: []string{"phase", "from", "to"},
+			},
+		},
+		Dependencies: []string{
+			"github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2.RevisionVersion"},
 	}
 }
 

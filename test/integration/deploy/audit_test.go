@@ -59,22 +59,56 @@ var unexercised = map[permission]exception{
 	},
 }
 
+// namedRights are verbs on one object of a resource.
+type namedRights struct {
+	group, resource, name string
+	verbs                 []string
+}
+
 // experimentalOnly are the rights only the objects of experimental features
 // need (spec.experimental.enableAmbient: ztunnel, the CNI agent's ambient
 // role). This regular build refuses those features, so its lifecycle never
 // uses them; checkRBACCoversRenderedIstio holds the rules to their
 // rendering, and test/integration/experimental installs them.
-var experimentalOnly = []struct {
-	group, resource, name string
-	verbs                 []string
-}{
+var experimentalOnly = []namedRights{
 	{"", "serviceaccounts", "ztunnel", []string{"get", "create", "patch", "delete"}},
 	{"apps", "daemonsets", "ztunnel", []string{"get", "create", "delete"}},
 	{"rbac.authorization.k8s.io", "clusterroles", "istio-cni-ambient", []string{"get", "create", "patch", "delete", "escalate", "bind"}},
 	{"rbac.authorization.k8s.io", "clusterrolebindings", "istio-cni-ambient", []string{"get", "create", "patch", "delete"}},
 }
 
+// canaryOnly are the rights only a canary upgrade's revision (1-31) needs:
+// this lifecycle installs the default revision. checkRBACCoversRenderedIstio
+// holds the rules to the revision's rendering, and test/integration/canary
+// runs the upgrade.
+var canaryOnly = []namedRights{
+	{"", "services", "istiod-1-31", []string{"get", "create", "patch", "delete"}},
+	{"", "serviceaccounts", "istiod-1-31", []string{"get", "create", "patch", "delete"}},
+	{"", "configmaps", "istio-1-31", []string{"get", "create", "patch", "delete"}},
+	{"", "configmaps", "istio-sidecar-injector-1-31", []string{"get", "create", "patch", "delete"}},
+	{"", "configmaps", "values-1-31", []string{"get", "create", "patch", "delete"}},
+	{"apps", "deployments", "istiod-1-31", []string{"get", "create", "delete"}},
+	{"policy", "poddisruptionbudgets", "istiod-1-31", []string{"get", "create", "patch", "delete"}},
+	{"autoscaling", "horizontalpodautoscalers", "istiod-1-31", []string{"get", "create", "patch", "delete"}},
+	{"admissionregistration.k8s.io", "mutatingwebhookconfigurations", "istio-sidecar-injector-1-31", []string{"get", "create", "patch", "delete"}},
+	{"admissionregistration.k8s.io", "validatingwebhookconfigurations", "istio-validator-1-31-istio-system", []string{"get", "create", "patch", "delete"}},
+	{"rbac.authorization.k8s.io", "roles", "istiod-1-31", []string{"get", "create", "patch", "delete", "escalate", "bind"}},
+	{"rbac.authorization.k8s.io", "rolebindings", "istiod-1-31", []string{"get", "create", "patch", "delete"}},
+}
+
 func init() {
+	for _, role := range []string{"istio-reader-clusterrole-1-31-istio-system", "istiod-clusterrole-1-31-istio-system", "istiod-gateway-controller-1-31-istio-system"} {
+		canaryOnly = append(canaryOnly,
+			namedRights{"rbac.authorization.k8s.io", "clusterroles", role, []string{"get", "create", "patch", "delete", "escalate", "bind"}},
+			namedRights{"rbac.authorization.k8s.io", "clusterrolebindings", role, []string{"get", "create", "patch", "delete"}})
+	}
+	for _, r := range canaryOnly {
+		for _, v := range r.verbs {
+			unexercised[permission{group: r.group, resource: r.resource, verb: v, name: r.name}] = exception{
+				why: "only a canary upgrade's revision 1-31 renders " + r.resource + " " + r.name + " (test/integration/canary)",
+			}
+		}
+	}
 	for _, r := range experimentalOnly {
 		for _, v := range r.verbs {
 			unexercised[permission{group: r.group, resource: r.resource, verb: v, name: r.name}] = exception{

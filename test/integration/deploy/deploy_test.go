@@ -668,8 +668,23 @@ func checkRBACCoversRenderedIstio(t *testing.T) {
 			t.Errorf("the ServiceAccount may not %s (%s)", d, what)
 		}
 	}
+	// Every rendering as the default revision, and the default one also as
+	// the revision a canary upgrade installs this version as.
+	type rendering struct {
+		name string
+		spec *v1alpha2.IstioSpec
+		as   istioclient.Revision
+	}
+	target := istioclient.MustParseVersion(istioclient.Version)
+	var renderings []rendering
 	for name, spec := range specs {
-		iop, err := istioclient.DesiredIstioOperator(spec)
+		renderings = append(renderings, rendering{name, spec, istioclient.Revision{}})
+	}
+	renderings = append(renderings, rendering{"canary revision", &v1alpha2.IstioSpec{},
+		istioclient.Revision{Name: istioclient.RevisionName(target), Version: target}})
+	for _, rd := range renderings {
+		name, spec := rd.name, rd.spec
+		iop, err := istioclient.DesiredIstioOperatorAs(spec, rd.as)
 		if err != nil {
 			t.Fatal(err)
 		}

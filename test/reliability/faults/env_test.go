@@ -11,9 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -128,21 +126,9 @@ func newEnv(t *testing.T) (*env, error) {
 	return e, nil
 }
 
-// seeded returns the test's random source. The seed is logged, and
-// FAULTS_SEED sets it, so that a failing run's fault points can be repeated.
-func seeded(t *testing.T) *rand.Rand {
-	t.Helper()
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv(SeedEnv); s != "" {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			t.Fatalf("%s=%q: %v", SeedEnv, s, err)
-		}
-		seed = v
-	}
-	t.Logf("random fault points from seed %d (repeat with %s=%d)", seed, SeedEnv, seed)
-	return rand.New(rand.NewPCG(seed, seed))
-}
+// seeded returns the test's random source; FAULTS_SEED repeats a run's
+// fault points.
+func seeded(t *testing.T) *rand.Rand { return operatorproc.Seeded(t, SeedEnv) }
 
 // startOperator starts the operator binary with the flags every scenario
 // uses plus extra. It is stopped when the test ends, unless the test has

@@ -30,6 +30,21 @@ const (
 	// Owner: ingress gateway controller.
 	ConditionIngressTargetingUserResourceFound = "IngressTargetingUserResourceFound"
 
+	// ConditionCanaryUpgrade follows a canary upgrade (spec.upgradeStrategy
+	// Canary): False with the phase as reason while two control planes
+	// run, True once the upgrade or its rollback is complete. Absent until
+	// the first canary upgrade. Extension.
+	// Owner: installation controller.
+	ConditionCanaryUpgrade = "CanaryUpgrade"
+
+	// ConditionProxySidecarsOnRevision is True when no pod of the mesh uses
+	// another of the operator's revisions than the one a canary upgrade (or
+	// its rollback) moves to; the message counts the workloads moved.
+	// Present only during a canary upgrade; the installation controller
+	// removes the old control plane once it is True. Extension.
+	// Owner: proxy sidecar controller.
+	ConditionProxySidecarsOnRevision = "ProxySidecarsOnRevision"
+
 	// ConditionPeerAuthenticationReady is True when the mesh-wide
 	// PeerAuthentication istio-system/default enforces the desired mTLS mode.
 	// Owner: PeerAuthentication controller.
@@ -98,6 +113,31 @@ const (
 // after the uninstall: workloads keep their sidecars until they restart.
 const AnnotationKeepSidecars = "istio-operator.kyma-project.io/keep-sidecars-on-uninstall"
 
+// Reasons of CanaryUpgrade, one per phase, and of the Ready condition
+// while a rolled back upgrade is held (CanaryRolledBack). Owner:
+// installation controller. Each is also recorded as an Event when the
+// phase begins.
+const (
+	ReasonCanaryInstallingRevision  = "CanaryInstallingRevision"
+	ReasonCanaryMovingWorkloads     = "CanaryMovingWorkloads"
+	ReasonCanaryRemovingRevision    = "CanaryRemovingRevision"
+	ReasonCanaryUpgradeSucceeded    = "CanaryUpgradeSucceeded"
+	ReasonCanaryRollingBack         = "CanaryRollingBack"
+	ReasonCanaryRemovingNewRevision = "CanaryRemovingNewRevision"
+	ReasonCanaryRolledBack          = "CanaryRolledBack"
+)
+
+// Reasons of ProxySidecarsOnRevision. Owner: proxy sidecar controller.
+const (
+	// ReasonProxySidecarsOnRevision: every pod uses the revision moved to.
+	ReasonProxySidecarsOnRevision = "ProxySidecarsOnRevision"
+	// ReasonProxySidecarsMoving: pods still use the revision moved from.
+	ReasonProxySidecarsMoving = "ProxySidecarsMoving"
+	// ReasonProxySidecarsPinned: pods that stay are pinned to the revision
+	// moved from by an istio.io/rev label; they are not restarted.
+	ReasonProxySidecarsPinned = "ProxySidecarsPinned"
+)
+
 // Reasons of IngressGatewayReady and IngressTargetingUserResourceFound.
 // Owner: ingress gateway controller.
 const (
@@ -125,23 +165,28 @@ const (
 // reconfiguration records Started, then Succeeded or Failed; a repair of
 // drifted objects records only Succeeded or Failed.
 const (
-	EventInstallStarted        = "InstallStarted"
-	EventInstallSucceeded      = "InstallSucceeded"
-	EventInstallFailed         = "InstallFailed"
-	EventUpgradeStarted        = "UpgradeStarted"
-	EventUpgradeSucceeded      = "UpgradeSucceeded"
-	EventUpgradeFailed         = "UpgradeFailed"
-	EventUpdateStarted         = "UpdateStarted"
-	EventUpdateSucceeded       = "UpdateSucceeded"
-	EventUpdateFailed          = "UpdateFailed"
-	EventRepairSucceeded       = "RepairSucceeded"
-	EventRepairFailed          = "RepairFailed"
-	EventUninstallSkipped      = "UninstallSkipped"
-	EventDeletingUserResources = "DeletingUserResources"
-	EventUninstallStarted      = "UninstallStarted"
-	EventUninstallSucceeded    = "UninstallSucceeded"
-	EventUninstallFailed       = "UninstallFailed"
-	EventNamespaceKept         = "NamespaceKept"
+	EventInstallStarted   = "InstallStarted"
+	EventInstallSucceeded = "InstallSucceeded"
+	EventInstallFailed    = "InstallFailed"
+	EventUpgradeStarted   = "UpgradeStarted"
+	EventUpgradeSucceeded = "UpgradeSucceeded"
+	EventUpgradeFailed    = "UpgradeFailed"
+	EventUpdateStarted    = "UpdateStarted"
+	EventUpdateSucceeded  = "UpdateSucceeded"
+	EventUpdateFailed     = "UpdateFailed"
+	EventRepairSucceeded  = "RepairSucceeded"
+	EventRepairFailed     = "RepairFailed"
+	// EventRevisionRemoval*: a canary upgrade (or its rollback) removes
+	// the control plane revision no pod uses any more.
+	EventRevisionRemovalStarted   = "RevisionRemovalStarted"
+	EventRevisionRemovalSucceeded = "RevisionRemovalSucceeded"
+	EventRevisionRemovalFailed    = "RevisionRemovalFailed"
+	EventUninstallSkipped         = "UninstallSkipped"
+	EventDeletingUserResources    = "DeletingUserResources"
+	EventUninstallStarted         = "UninstallStarted"
+	EventUninstallSucceeded       = "UninstallSucceeded"
+	EventUninstallFailed          = "UninstallFailed"
+	EventNamespaceKept            = "NamespaceKept"
 	// EventProfileChanged: the installation's profile changed (spec.profile,
 	// or the promotion of an evaluation installation).
 	EventProfileChanged = "ProfileChanged"

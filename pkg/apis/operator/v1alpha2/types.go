@@ -45,6 +45,7 @@ type IstioList struct {
 }
 
 // IstioSpec is the desired state of the Istio installation. Every field is optional.
+// +kubebuilder:validation:XValidation:rule="!has(self.canaryRollback) || !self.canaryRollback || (has(self.upgradeStrategy) && self.upgradeStrategy == 'Canary')",message="spec.canaryRollback needs spec.upgradeStrategy: Canary",fieldPath=".canaryRollback",reason=FieldValueInvalid
 type IstioSpec struct {
 	// Config configures the mesh.
 	// +optional
@@ -90,7 +91,36 @@ type IstioSpec struct {
 	// +optional
 	// +kubebuilder:validation:Enum=Evaluation;Production
 	Profile Profile `json:"profile,omitempty"`
+	// UpgradeStrategy is how a new minor version of Istio replaces the
+	// installed one. InPlace (the default) replaces the control plane at
+	// once and then restarts the workloads. Canary installs the new version
+	// as a revision named after it (1-31) beside the installed one, moves the
+	// default revision tag to it, restarts the workloads onto it, and
+	// removes the old control plane once no pod uses it. A patch upgrade is
+	// always made in place. Extension.
+	// +optional
+	// +kubebuilder:validation:Enum=InPlace;Canary
+	UpgradeStrategy UpgradeStrategy `json:"upgradeStrategy,omitempty"`
+	// CanaryRollback, set during a canary upgrade while the old control
+	// plane exists, moves back to it: the default tag returns to the old
+	// revision, the workloads already moved are restarted back once, and
+	// the new revision is removed. While it is set, the operator keeps the
+	// old version and upgrades no further; unset it to upgrade again.
+	// Extension.
+	// +optional
+	CanaryRollback bool `json:"canaryRollback,omitempty"`
 }
+
+// UpgradeStrategy is how a new minor version replaces the installed one.
+type UpgradeStrategy string
+
+const (
+	// UpgradeStrategyInPlace replaces the control plane at once.
+	UpgradeStrategyInPlace UpgradeStrategy = "InPlace"
+	// UpgradeStrategyCanary runs the new version as a revision beside the
+	// old one and moves the workloads over.
+	UpgradeStrategyCanary UpgradeStrategy = "Canary"
+)
 
 // Profile is a sizing of Istio's components.
 type Profile string
@@ -583,4 +613,46 @@ type IstioStatus struct {
 	// proxy restarts wait for one. Written by the proxy sidecar controller.
 	// +optional
 	NextMaintenanceWindow *metav1.Time `json:"nextMaintenanceWindow,omitempty"`
+	// Revision is the Istio revision the default revision tag points at:
+	// the control plane that injects new pods. "default" for an
+	// installation that never had a canary upgrade. Written by the
+	// installation controller.
+	// +optional
+	Revision string `json:"revision,omitempty"`
+	// Upgrade is the canary upgrade in progress, unset when none is.
+	// Written by the installation controller.
+	// +optional
+	Upgrade *UpgradeStatus `json:"upgrade,omitempty"`
 }
+
+// UpgradeStatus describes a canary upgrade in progress: two control planes
+// of the operator run side by side.
+type UpgradeStatus struct {
+	// Phase is where the upgrade stands: InstallingRevision,
+	// MovingWorkloads, RemovingRevision, RollingBack or
+	// RemovingNewRevision.
+	Phase UpgradePhase `json:"phase"`
+	// From is the control plane installed before the upgrade.
+	From RevisionVersion `json:"from"`
+	// To is the control plane of the operator's version.
+	To RevisionVersion `json:"to"`
+}
+
+// RevisionVersion is a control plane: its revision and Istio version.
+type RevisionVersion struct {
+	Revision string `json:"revision"`
+	Version  string `json:"version"`
+}
+
+// UpgradePhase is a phase of a canary upgrade.
+type UpgradePhase string
+
+// Phases of a canary upgrade, in order; a rollback continues with
+// RollingBack and RemovingNewRevision.
+const (
+	UpgradePhaseInstallingRevision  UpgradePhase = "InstallingRevision"
+	UpgradePhaseMovingWorkloads     UpgradePhase = "MovingWorkloads"
+	UpgradePhaseRemovingRevision    UpgradePhase = "RemovingRevision"
+	UpgradePhaseRollingBack         UpgradePhase = "RollingBack"
+	UpgradePhaseRemovingNewRevision UpgradePhase = "RemovingNewRevision"
+)

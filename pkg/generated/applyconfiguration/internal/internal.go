@@ -565,6 +565,9 @@ var schemaYAML = typed.YAMLObject(`types:
 - name: com.github.meshkeeper.istio-operator.pkg.apis.operator.v1alpha2.IstioSpec
   map:
     fields:
+    - name: canaryRollback
+      type:
+        scalar: boolean
     - name: compatibilityMode
       type:
         scalar: boolean
@@ -596,6 +599,9 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: proxyRestart
       type:
         namedType: com.github.meshkeeper.istio-operator.pkg.apis.operator.v1alpha2.ProxyRestart
+    - name: upgradeStrategy
+      type:
+        scalar: string
 - name: com.github.meshkeeper.istio-operator.pkg.apis.operator.v1alpha2.IstioStatus
   map:
     fields:
@@ -622,9 +628,15 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: profile
       type:
         scalar: string
+    - name: revision
+      type:
+        scalar: string
     - name: state
       type:
         scalar: string
+    - name: upgrade
+      type:
+        namedType: com.github.meshkeeper.istio-operator.pkg.apis.operator.v1alpha2.UpgradeStatus
 - name: com.github.meshkeeper.istio-operator.pkg.apis.operator.v1alpha2.KubernetesResourcesConfig
   map:
     fields:
@@ -740,6 +752,17 @@ var schemaYAML = typed.YAMLObject(`types:
     - name: requests
       type:
         namedType: com.github.meshkeeper.istio-operator.pkg.apis.operator.v1alpha2.ResourceClaims
+- name: com.github.meshkeeper.istio-operator.pkg.apis.operator.v1alpha2.RevisionVersion
+  map:
+    fields:
+    - name: revision
+      type:
+        scalar: string
+      default: ""
+    - name: version
+      type:
+        scalar: string
+      default: ""
 - name: com.github.meshkeeper.istio-operator.pkg.apis.operator.v1alpha2.RollingUpdate
   map:
     fields:
@@ -786,6 +809,21 @@ var schemaYAML = typed.YAMLObject(`types:
           elementType:
             scalar: string
           elementRelationship: atomic
+- name: com.github.meshkeeper.istio-operator.pkg.apis.operator.v1alpha2.UpgradeStatus
+  map:
+    fields:
+    - name: from
+      type:
+        namedType: com.github.meshkeeper.istio-operator.pkg.apis.operator.v1alpha2.RevisionVersion
+      default: {}
+    - name: phase
+      type:
+        scalar: string
+      default: ""
+    - name: to
+      type:
+        namedType: com.github.meshkeeper.istio-operator.pkg.apis.operator.v1alpha2.RevisionVersion
+      default: {}
 - name: __untyped_atomic_
   scalar: untyped
   list:

@@ -58,6 +58,21 @@ type IstioSpecApplyConfiguration struct {
 	// the cluster's allocatable resources and reports the choice in
 	// status.profile. Extension.
 	Profile *operatorv1alpha2.Profile `json:"profile,omitempty"`
+	// UpgradeStrategy is how a new minor version of Istio replaces the
+	// installed one. InPlace (the default) replaces the control plane at
+	// once and then restarts the workloads. Canary installs the new version
+	// as a revision named after it (1-31) beside the installed one, moves the
+	// default revision tag to it, restarts the workloads onto it, and
+	// removes the old control plane once no pod uses it. A patch upgrade is
+	// always made in place. Extension.
+	UpgradeStrategy *operatorv1alpha2.UpgradeStrategy `json:"upgradeStrategy,omitempty"`
+	// CanaryRollback, set during a canary upgrade while the old control
+	// plane exists, moves back to it: the default tag returns to the old
+	// revision, the workloads already moved are restarted back once, and
+	// the new revision is removed. While it is set, the operator keeps the
+	// old version and upgrades no further; unset it to upgrade again.
+	// Extension.
+	CanaryRollback *bool `json:"canaryRollback,omitempty"`
 }
 
 // IstioSpecApplyConfiguration constructs a declarative configuration of the IstioSpec type for use with
@@ -143,5 +158,21 @@ func (b *IstioSpecApplyConfiguration) WithImages(value *ImagesApplyConfiguration
 // If called multiple times, the Profile field is set to the value of the last call.
 func (b *IstioSpecApplyConfiguration) WithProfile(value operatorv1alpha2.Profile) *IstioSpecApplyConfiguration {
 	b.Profile = &value
+	return b
+}
+
+// WithUpgradeStrategy sets the UpgradeStrategy field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the UpgradeStrategy field is set to the value of the last call.
+func (b *IstioSpecApplyConfiguration) WithUpgradeStrategy(value operatorv1alpha2.UpgradeStrategy) *IstioSpecApplyConfiguration {
+	b.UpgradeStrategy = &value
+	return b
+}
+
+// WithCanaryRollback sets the CanaryRollback field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the CanaryRollback field is set to the value of the last call.
+func (b *IstioSpecApplyConfiguration) WithCanaryRollback(value bool) *IstioSpecApplyConfiguration {
+	b.CanaryRollback = &value
 	return b
 }

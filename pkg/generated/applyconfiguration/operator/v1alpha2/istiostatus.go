@@ -46,6 +46,14 @@ type IstioStatusApplyConfiguration struct {
 	// NextMaintenanceWindow is when the next maintenance window opens while
 	// proxy restarts wait for one. Written by the proxy sidecar controller.
 	NextMaintenanceWindow *metav1.Time `json:"nextMaintenanceWindow,omitempty"`
+	// Revision is the Istio revision the default revision tag points at:
+	// the control plane that injects new pods. "default" for an
+	// installation that never had a canary upgrade. Written by the
+	// installation controller.
+	Revision *string `json:"revision,omitempty"`
+	// Upgrade is the canary upgrade in progress, unset when none is.
+	// Written by the installation controller.
+	Upgrade *UpgradeStatusApplyConfiguration `json:"upgrade,omitempty"`
 }
 
 // IstioStatusApplyConfiguration constructs a declarative configuration of the IstioStatus type for use with
@@ -112,5 +120,21 @@ func (b *IstioStatusApplyConfiguration) WithProfile(value operatorv1alpha2.Profi
 // If called multiple times, the NextMaintenanceWindow field is set to the value of the last call.
 func (b *IstioStatusApplyConfiguration) WithNextMaintenanceWindow(value metav1.Time) *IstioStatusApplyConfiguration {
 	b.NextMaintenanceWindow = &value
+	return b
+}
+
+// WithRevision sets the Revision field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Revision field is set to the value of the last call.
+func (b *IstioStatusApplyConfiguration) WithRevision(value string) *IstioStatusApplyConfiguration {
+	b.Revision = &value
+	return b
+}
+
+// WithUpgrade sets the Upgrade field in the declarative configuration to the given value
+// and returns the receiver, so that objects can be built by chaining "With" function invocations.
+// If called multiple times, the Upgrade field is set to the value of the last call.
+func (b *IstioStatusApplyConfiguration) WithUpgrade(value *UpgradeStatusApplyConfiguration) *IstioStatusApplyConfiguration {
+	b.Upgrade = value
 	return b
 }
