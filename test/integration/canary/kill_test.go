@@ -272,3 +272,56 @@ func revisionObjects(t *testing.T, m *mesh, revision string) int {
 	}
 	return n
 }
+
+// TestAPIServerOutageDuringCanaryUpgrade stops the API server for 20
+// seconds while the workloads move (after a random number of them) and
+// starts it again: the operator lives through it, the upgrade completes,
+// and every Deployment's pod template changed exactly once (its rollout
+// revision is 2: the one it was created with, and the move).
+func TestAPIServerOutageDuringCanaryUpgrade(t *testing.T) {
+	m := setUp(t, 8)
+	bin := operatorBinary(t)
+	rng := seeded(t)
+	k := startKillable(t, m, bin, "2")
+	operatortest.CreateIstio(t, m.opNS, "default", v1alpha2.IstioSpec{UpgradeStrategy: v1alpha2.UpgradeStrategyCanary})
+	t.Cleanup(func() { operatortest.DeleteIstio(t, timeout, m.opNS, "default") })
+
+	moved := 1 + rng.IntN(len(m.workloads)-1)
+	cluster.WaitFor(t, timeout, fmt.Sprintf("%d workloads restarted", moved), func(context.Context) (bool, error) {
+		return m.restarts.moved() >= moved, nil
+	})
+	c := cluster.Current()
+	if err := c.KillComponent(t.Context(), "kube-apiserver"); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("kube-apiserver stopped after %d of %d workloads moved", m.restarts.moved(), len(m.workloads))
+	end := time.Now().Add(20 * time.Second)
+	for time.Now().Before(end) {
+		if err := k.op.Alive(); err != nil {
+			t.Fatalf("the operator did not live through the outage: %v", err)
+		}
+		select {
+		case <-t.Context().Done():
+			t.Fatal(t.Context().Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	if _, err := c.StartComponents(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+
+	operatortest.WaitCondition(t, timeout, m.opNS, "default", v1alpha2.ConditionCanaryUpgrade, v1alpha2.ReasonCanaryUpgradeSucceeded, nil)
+	m.waitAllOn(t, newProxy, newRev)
+	for w, ns := range m.workloads {
+		d, err := m.cs.AppsV1().Deployments(ns).Get(t.Context(), w[len(ns)+1:], metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rev := d.Annotations["deployment.kubernetes.io/revision"]; rev != "2" {
+			t.Errorf("%s is at rollout revision %s, want 2: restarted once", w, rev)
+		}
+	}
+	if n := revisionObjects(t, m, istioclient.DefaultRevision); n != 0 {
+		t.Errorf("%d objects of the old revision left", n)
+	}
+}
