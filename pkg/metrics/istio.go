@@ -46,7 +46,7 @@ var (
 		"Conditions of the served Istio resource: 1 for the current status of each type, 0 for the other statuses.",
 		[]string{"type", "status"}, nil)
 	upgradeDesc = prometheus.NewDesc(Namespace+"_canary_upgrade_phase",
-		"Phase of the canary upgrade in progress (status.upgrade.phase): 1 for the current phase, 0 for the others; all 0 while none runs.",
+		"Phase of the canary upgrade in progress (status.upgrade.phase): 1 for the current phase, 0 for the others; all 0 while none runs or the resource is deleted.",
 		[]string{"phase"}, nil)
 
 	istioStatus     = &istioStatusCollector{}
@@ -89,9 +89,10 @@ func (c *istioStatusCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *istioStatusCollector) Collect(ch chan<- prometheus.Metric) {
 	var status v1alpha2.IstioStatus
+	deleting := false
 	if src := c.source.Load(); src != nil {
 		if istio := src.served(); istio != nil {
-			status = istio.Status
+			status, deleting = istio.Status, istio.DeletionTimestamp != nil
 		}
 	}
 	for _, s := range States {
@@ -107,7 +108,7 @@ func (c *istioStatusCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	for _, p := range UpgradePhases {
-		ch <- prometheus.MustNewConstMetric(upgradeDesc, prometheus.GaugeValue, oneIf(status.Upgrade != nil && status.Upgrade.Phase == p), string(p))
+		ch <- prometheus.MustNewConstMetric(upgradeDesc, prometheus.GaugeValue, oneIf(!deleting && status.Upgrade != nil && status.Upgrade.Phase == p), string(p))
 	}
 }
 

@@ -110,6 +110,17 @@ func TestIstioStatusReportsTheServedResource(t *testing.T) {
 		checkIstioStatus(t, "state/Processing",
 			"condition/Ready/False", "condition/Installed/True", "condition/ProxySidecarRestartSucceeded/Unknown", "upgrade/MovingWorkloads")
 	})
+	// Deleted during the upgrade: status.upgrade stays for the removal of
+	// the sidecars, but no upgrade runs.
+	deleted := served.DeepCopy()
+	deleted.DeletionTimestamp = &metav1.Time{Time: now}
+	if err := indexer.Update(deleted); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("deleted during an upgrade", func(t *testing.T) {
+		checkIstioStatus(t, "state/Processing",
+			"condition/Ready/False", "condition/Installed/True", "condition/ProxySidecarRestartSucceeded/Unknown")
+	})
 
 	// A new leader term replaces the source; the previous term's stop must
 	// not clear it.

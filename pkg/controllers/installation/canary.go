@@ -241,6 +241,12 @@ func (c *Controller) upgradeStatus(istio *v1alpha2.Istio) (*v1alpha2.UpgradeStat
 		up.Phase = removing
 		return &up, tag
 	}
+	if last := istio.Status.Upgrade; len(revs) < 2 && istio.DeletionTimestamp != nil && last != nil {
+		// Uninstalling in the middle of an upgrade: both revisions stay
+		// named until the resource is gone, for the proxy sidecar
+		// controller's removal of the sidecars of each.
+		return last, tag
+	}
 	if len(revs) != 2 {
 		if len(revs) == 1 && canaryUpgrade(&istio.Spec, revs[0], istioclient.MustParseVersion(istioclient.Version)) &&
 			!istio.Spec.CanaryRollback && istio.DeletionTimestamp == nil {
@@ -282,19 +288,21 @@ func (c *Controller) canaryCondition(istio *v1alpha2.Istio, up *v1alpha2.Upgrade
 	if done != nil {
 		return done // before the caches show the revision gone
 	}
+	revs := istioclient.Revisions(c.live)
+	if istio.DeletionTimestamp != nil && len(revs) < 2 {
+		// Uninstalling: the upgrade neither finished nor goes on.
+		return previousCanaryCondition(istio)
+	}
 	if up == nil {
 		// The last write saw an upgrade that has ended since, maybe in
 		// another process: it ended on the revision that runs now.
 		if last := istio.Status.Upgrade; last != nil {
-			if revs := istioclient.Revisions(c.live); len(revs) == 1 && (revs[0].Name == last.To.Revision || revs[0].Name == last.From.Revision) {
+			if len(revs) == 1 && (revs[0].Name == last.To.Revision || revs[0].Name == last.From.Revision) {
 				cond := canaryFinished(last.From, last.To, revs[0].Name)
 				return &cond
 			}
 		}
-		if prev := meta.FindStatusCondition(istio.Status.Conditions, v1alpha2.ConditionCanaryUpgrade); prev != nil {
-			return &status.Condition{Type: prev.Type, Status: prev.Status, Reason: prev.Reason, Message: prev.Message}
-		}
-		return nil
+		return previousCanaryCondition(istio)
 	}
 	from := fmt.Sprintf("revision %s (Istio %s)", up.From.Revision, up.From.Version)
 	to := fmt.Sprintf("revision %s (Istio %s)", up.To.Revision, up.To.Version)
@@ -317,6 +325,15 @@ func (c *Controller) canaryCondition(istio *v1alpha2.Istio, up *v1alpha2.Upgrade
 		cond.Message = fmt.Sprintf("No pod uses %s any more; removing it.", to)
 	}
 	return cond
+}
+
+// previousCanaryCondition is the CanaryUpgrade condition as last written,
+// to write again unchanged; nil when there is none.
+func previousCanaryCondition(istio *v1alpha2.Istio) *status.Condition {
+	if prev := meta.FindStatusCondition(istio.Status.Conditions, v1alpha2.ConditionCanaryUpgrade); prev != nil {
+		return &status.Condition{Type: prev.Type, Status: prev.Status, Reason: prev.Reason, Message: prev.Message}
+	}
+	return nil
 }
 
 // canaryFinished is the condition of an upgrade from one revision to the

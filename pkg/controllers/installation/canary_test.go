@@ -367,3 +367,43 @@ func TestHeldRollbackRemovesWhatWasLeft(t *testing.T) {
 		t.Errorf("%d applies; the held rollback applies nothing once nothing is left", len(f.applier.applied))
 	}
 }
+
+// A resource deleted in the middle of a canary upgrade: the uninstall
+// removes both revisions, and status.upgrade keeps naming both until the
+// resource is gone, for the proxy sidecar controller's removal of the
+// sidecars of each; the CanaryUpgrade condition stays as it was.
+func TestUninstallDuringACanaryUpgrade(t *testing.T) {
+	f := newFixture(t, canarySpec(2, false))
+	objs := []*unstructured.Unstructured{revisionIstiod("default", "1.30.2"), revisionIstiod("1-31", istioclient.Version), tagOn("1-31")}
+	f.live(objs...)
+	f.onRevision(2, false)
+	if _, err := f.sync(key); err != nil {
+		t.Fatal(err)
+	}
+	moving := f.get(key).Status.Upgrade
+	if moving == nil || moving.Phase != v1alpha2.UpgradePhaseMovingWorkloads {
+		t.Fatalf("status.upgrade %+v before the deletion, want the move", moving)
+	}
+
+	i := f.get(key).DeepCopy()
+	i.DeletionTimestamp = &metav1.Time{Time: f.clock.Now()}
+	i.Finalizers = []string{Finalizer}
+	f.istios.Set(i)
+	f.userResources()
+	f.applier.uninstalling = func() { f.unlive(objs...) }
+	for range 2 { // the uninstall, then the wait for the sidecars
+		if after, err := f.sync(key); err != nil || after != SidecarRemovalInterval {
+			t.Fatalf("sync = %v, %v; want the wait for the sidecars' removal", after, err)
+		}
+		st := f.get(key).Status
+		if st.Upgrade == nil || *st.Upgrade != *moving || st.Revision != "1-31" {
+			t.Errorf("status.upgrade %+v, revision %q after the uninstall; want %+v kept", st.Upgrade, st.Revision, moving)
+		}
+		if c := f.canaryCondition(); c == nil || c.Reason != v1alpha2.ReasonCanaryMovingWorkloads {
+			t.Errorf("CanaryUpgrade %+v after the uninstall, want it as it was", c)
+		}
+	}
+	if f.applier.uninstalls != 1 {
+		t.Errorf("%d uninstalls, want 1", f.applier.uninstalls)
+	}
+}

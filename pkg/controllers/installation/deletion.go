@@ -53,7 +53,7 @@ func (c *Controller) delete(ctx context.Context, istio *v1alpha2.Istio) (queue.R
 			return queue.Result{}, c.removeFinalizer(ctx, istio)
 		}
 	}
-	if uninstalled(istio) {
+	if istio.Uninstalled() {
 		return c.awaitSidecarRemoval(ctx, istio)
 	}
 	found, synced := c.userResources.list(c.crdExists)
@@ -113,22 +113,10 @@ func (c *Controller) delete(ctx context.Context, istio *v1alpha2.Istio) (queue.R
 		c.recorder.Eventf(istio, corev1.EventTypeNormal, v1alpha2.EventNamespaceKept, "Namespace %s is kept: %s.", istioclient.Namespace, kept)
 	}
 	logger.Info("Uninstalled Istio")
-	if keepSidecars(istio) {
+	if istio.KeepsSidecars() {
 		return queue.Result{}, c.removeFinalizer(ctx, c.latest(istio))
 	}
 	return c.awaitSidecarRemoval(ctx, c.latest(istio))
-}
-
-// uninstalled reports whether this deletion has uninstalled Istio already.
-func uninstalled(istio *v1alpha2.Istio) bool {
-	c := meta.FindStatusCondition(istio.Status.Conditions, v1alpha2.ConditionInstalled)
-	return c != nil && c.Reason == v1alpha2.ReasonIstioUninstallSucceeded
-}
-
-// keepSidecars reports whether the user asked to keep the workloads'
-// sidecars when the resource goes.
-func keepSidecars(istio *v1alpha2.Istio) bool {
-	return istio.Annotations[v1alpha2.AnnotationKeepSidecars] == "true"
 }
 
 // awaitSidecarRemoval holds the finalizer after the uninstall until the
@@ -136,7 +124,7 @@ func keepSidecars(istio *v1alpha2.Istio) bool {
 // restarted without them, as far as it can restart them; pods keeping a
 // sidecar point at a control plane that is gone.
 func (c *Controller) awaitSidecarRemoval(ctx context.Context, istio *v1alpha2.Istio) (queue.Result, error) {
-	if !keepSidecars(istio) {
+	if !istio.KeepsSidecars() {
 		switch cond := meta.FindStatusCondition(istio.Status.Conditions, v1alpha2.ConditionProxySidecarRestartSucceeded); {
 		case cond != nil && (cond.Reason == v1alpha2.ReasonProxySidecarsRemoved || cond.Reason == v1alpha2.ReasonProxySidecarRemovalIncomplete):
 		default:

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	v1alpha2 "github.com/meshkeeper/istio-operator/pkg/apis/operator/v1alpha2"
@@ -26,11 +25,7 @@ import (
 // removingSidecars reports whether the deleted resource's Istio is
 // uninstalled and its sidecars are to go.
 func removingSidecars(istio *v1alpha2.Istio) bool {
-	if istio.Annotations[v1alpha2.AnnotationKeepSidecars] == "true" {
-		return false
-	}
-	c := meta.FindStatusCondition(istio.Status.Conditions, v1alpha2.ConditionInstalled)
-	return c != nil && c.Reason == v1alpha2.ReasonIstioUninstallSucceeded
+	return istio.Uninstalled() && !istio.KeepsSidecars()
 }
 
 // removalCondition is the condition while sidecars are removed after an

@@ -54,6 +54,16 @@ func revisionsOf(istio *v1alpha2.Istio, proxy *istioclient.Proxy) revisions {
 	return r
 }
 
+// removalRevisions are the revisions whose sidecars an uninstall takes
+// away: the operator's, both of them when the uninstall came in the middle
+// of a canary upgrade (the installation controller keeps status.upgrade
+// until the resource is gone). Nothing moves between them any more.
+func removalRevisions(istio *v1alpha2.Istio) revisions {
+	r := revisionsOf(istio, &istioclient.Proxy{})
+	r.moveTo, r.moveFrom = "", ""
+	return r
+}
+
 // otherRevision reports whether another control plane than the operator's
 // injected the pod: that control plane, not the operator, decides its
 // proxy, so the pod is neither outdated nor counted.

@@ -194,3 +194,42 @@ func TestMoveCountsAreThrottled(t *testing.T) {
 		t.Errorf("counts that moved, after the interval, wait %v", w)
 	}
 }
+
+// An uninstall in the middle of a canary upgrade takes away the sidecars of
+// both of the operator's revisions (status.upgrade stays while the resource
+// is deleted), and only theirs; nothing is counted as moving any more.
+func TestRemovalAfterAnUninstallDuringAnUpgrade(t *testing.T) {
+	f := newFixture(t, v1alpha2.RestartPacing{})
+	f.namespace("mesh", map[string]string{"istio-injection": "enabled"})
+	onRev := func(name, rev string) Key {
+		k := f.deploy("mesh", name, nil, f.want)
+		for _, o := range f.c.podsOf(k) {
+			p := o.DeepCopy()
+			p.Annotations[annotationRevision] = rev
+			f.add(f.pods, p)
+		}
+		return k
+	}
+	moved, left := onRev("moved", "1-31"), onRev("left", "default")
+	onRev("theirs", "canary")
+
+	istio := canaryIstio(false)
+	istio.DeletionTimestamp = &metav1.Time{Time: controllertest.Start}
+	tg := &target{istio: summaryKey, removal: true, hash: noSidecar, revisions: removalRevisions(istio)}
+	if tg.moveTo != "" || !tg.ours["default"] || !tg.ours["1-31"] {
+		t.Fatalf("removal revisions %+v, want both of the operator's and no move", tg.revisions)
+	}
+	f.c.target.Store(tg)
+	n := f.c.count(tg)
+	if !sameKeys(n.waiting, []Key{moved, left}) || n.moves[changeLeave] != 2 {
+		t.Errorf("waiting %v, moves %v; want the workloads of both revisions leaving, not the other control plane's", n.waiting, n.moves)
+	}
+	for state, v := range n.revisions.counts() {
+		if v != 0 {
+			t.Errorf("canary workloads %s = %d during the removal, want 0", state, v)
+		}
+	}
+	if cond, _ := n.condition(tg); cond.Reason != v1alpha2.ReasonProxySidecarRemovalInProgress {
+		t.Errorf("condition %s %q, want %s", cond.Reason, cond.Message, v1alpha2.ReasonProxySidecarRemovalInProgress)
+	}
+}

@@ -45,7 +45,7 @@ func (c *Controller) syncSummary(ctx context.Context, k Key) (queue.Result, erro
 		t = (&target{istio: k, proxy: proxy, hash: proxy.Hash(), pacing: cached.Spec.EffectiveRestartPacing(c.defaults), revisions: revs}).withWindows(&cached.Spec)
 	case verdict == status.Deleting && removingSidecars(cached):
 		t = &target{istio: k, removal: true, hash: noSidecar, pacing: cached.Spec.EffectiveRestartPacing(c.defaults),
-			revisions: revisionsOf(cached, &istioclient.Proxy{})}
+			revisions: removalRevisions(cached)}
 	default:
 		c.dropTarget(k)
 		return queue.Result{}, err

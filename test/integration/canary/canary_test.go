@@ -8,6 +8,7 @@ package canary
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -104,6 +105,18 @@ func (m *mesh) start(t *testing.T, spec v1alpha2.IstioSpec) {
 	t.Cleanup(func() { operatortest.WaitUninstalled(t, timeout) })
 	operatortest.CreateIstio(t, m.opNS, "default", spec)
 	t.Cleanup(func() { operatortest.DeleteIstio(t, timeout, m.opNS, "default") })
+}
+
+// startSlowMove starts a canary upgrade whose move is slow enough to catch
+// in its middle, and waits until moved workloads are restarted onto 1-31.
+func (m *mesh) startSlowMove(t *testing.T, moved int) {
+	t.Helper()
+	rate := resource.MustParse("200m")
+	m.start(t, v1alpha2.IstioSpec{UpgradeStrategy: v1alpha2.UpgradeStrategyCanary,
+		ProxyRestart: &v1alpha2.ProxyRestart{RestartsPerSecond: &rate}})
+	cluster.WaitFor(t, timeout, fmt.Sprintf("%d workloads moved to revision %s", moved, newRev), func(context.Context) (bool, error) {
+		return m.restarts.moved() >= moved, nil
+	})
 }
 
 // waitAllOn waits until every live pod of the workloads is ready, runs
@@ -298,14 +311,7 @@ func TestCanaryUpgrade(t *testing.T) {
 
 func TestCanaryRollback(t *testing.T) {
 	m := setUp(t, 5)
-	// Slow enough to catch the move in its middle.
-	rate := resource.MustParse("200m")
-	m.start(t, v1alpha2.IstioSpec{UpgradeStrategy: v1alpha2.UpgradeStrategyCanary,
-		ProxyRestart: &v1alpha2.ProxyRestart{RestartsPerSecond: &rate}})
-
-	cluster.WaitFor(t, timeout, "a workload moved to revision 1-31", func(context.Context) (bool, error) {
-		return m.restarts.moved() >= 1, nil
-	})
+	m.startSlowMove(t, 1)
 	patch := []byte(`{"spec":{"canaryRollback":true}}`)
 	if _, err := operatortest.Client(t).OperatorV1alpha2().Istios(m.opNS).Patch(t.Context(), "default", types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
@@ -350,6 +356,53 @@ func TestCanaryRollback(t *testing.T) {
 	for _, reason := range []string{v1alpha2.ReasonCanaryRollingBack, v1alpha2.ReasonCanaryRemovingNewRevision, v1alpha2.ReasonCanaryRolledBack} {
 		if !strings.Contains(events, reason) {
 			t.Errorf("no %s Event in\n%s", reason, events)
+		}
+	}
+}
+
+// TestUninstallDuringCanaryUpgrade deletes the resource in the middle of
+// the move: both control planes go, and the sidecars of both revisions are
+// taken away, each workload restarted without them exactly once.
+func TestUninstallDuringCanaryUpgrade(t *testing.T) {
+	m := setUp(t, 5)
+	m.startSlowMove(t, 2)
+	if n := m.restarts.moved(); n == len(m.workloads) {
+		t.Fatalf("all %d workloads moved before the deletion: the test needs some on each revision", n)
+	}
+	operatortest.DeleteIstio(t, timeout, m.opNS, "default")
+
+	cluster.WaitFor(t, timeout, "every pod of the workloads without a sidecar", func(ctx context.Context) (bool, error) {
+		for _, ns := range []string{m.platform, m.user} {
+			pods, err := m.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return false, err
+			}
+			for _, p := range pods.Items {
+				if p.DeletionTimestamp == nil && cluster.Proxy(&p) != nil {
+					return false, fmt.Errorf("%s/%s has a sidecar of revision %q", ns, p.Name, p.Annotations["istio.io/rev"])
+				}
+			}
+		}
+		return true, nil
+	})
+	removed := 0
+	for k := range m.workloads {
+		// A move in flight at the deletion may have ended without a
+		// sidecar (the injector gone): then it needed no second restart.
+		got := m.restarts.of(k)
+		if len(got) > 2 || (len(got) == 2 && got[0] == got[1]) {
+			t.Errorf("%s restarted for %v; want at most its move, then once without a sidecar", k, got)
+		}
+		if slices.Contains(got, "no-sidecar") {
+			removed++
+		}
+	}
+	if removed < 2 {
+		t.Errorf("%d workloads restarted without their sidecars, want those of both revisions", removed)
+	}
+	for _, name := range []string{"istiod", "istiod-" + newRev} {
+		if _, err := m.cs.AppsV1().Deployments(istioclient.Namespace).Get(t.Context(), name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("%s after the uninstall: %v", name, err)
 		}
 	}
 }
