@@ -145,15 +145,33 @@ func injectionOf(ns *corev1.Namespace) string {
 	return fmt.Sprintf("namespace %s has no injection label; the pod labels decide", ns.Name)
 }
 
+// mayOptIn reports whether a pod asks for a sidecar by its own labels: for
+// the default tag (optsIn), or for a revision by its name, which only a
+// target can tell is one of the operator's (revisionSelects).
+func mayOptIn(pod *corev1.Pod) bool {
+	if optsIn(pod) {
+		return true
+	}
+	rev := pod.Labels[labelRevision]
+	return rev != "" && rev != operatorRevision && pod.Labels[labelSidecarInject] != "false"
+}
+
 // candidate reports whether a pod may need a restart: it has a sidecar, or
-// the injector of the operator's revision would select it. Pod events of
+// an injector of the operator's revisions may select it. Pod events of
 // other pods do not wake the summary.
 func (c *Controller) candidate(pod *corev1.Pod) bool {
-	if injected(pod) || optsIn(pod) {
+	if injected(pod) || mayOptIn(pod) {
 		return true
 	}
 	ns, err := c.namespaces.Get(pod.Namespace)
-	return err == nil && namespaceSelects(ns)
+	if err != nil {
+		return false
+	}
+	if namespaceSelects(ns) {
+		return true
+	}
+	t := c.target.Load()
+	return t != nil && t.namespaceNamesRevision(ns)
 }
 
 // meshPods calls visit with every pod a count must judge, and its
@@ -183,7 +201,7 @@ func (c *Controller) meshPods(t *target, visit func(*corev1.Pod, *corev1.Namespa
 	selecting := map[string]bool{}
 	for _, ns := range all {
 		namespaces[ns.Name] = ns
-		if !namespaceSelects(ns) {
+		if !namespaceSelects(ns) && !t.namespaceNamesRevision(ns) {
 			continue
 		}
 		selecting[ns.Name] = true
@@ -202,12 +220,12 @@ func (c *Controller) meshPods(t *target, visit func(*corev1.Pod, *corev1.Namespa
 	}
 }
 
-// optInIndex indexes the pods without a sidecar that opt in by their
+// optInIndex indexes the pods without a sidecar that may opt in by their
 // labels.
 const optInIndex = "optIn"
 
 func indexOptIn(obj any) ([]string, error) {
-	if pod, ok := obj.(*corev1.Pod); ok && !injected(pod) && optsIn(pod) {
+	if pod, ok := obj.(*corev1.Pod); ok && !injected(pod) && mayOptIn(pod) {
 		return []string{"true"}, nil
 	}
 	return nil, nil

@@ -17,8 +17,9 @@ import (
 //     injection templates (sidecar and gateway) set on every pod they inject;
 //   - pods that opt in by their own labels (sidecar.istio.io/inject=true, or
 //     istio.io/rev), wherever they run;
-//   - every other pod of a namespace whose labels select the injector of the
-//     operator's revision, followed only while they do (a join needs them).
+//   - every other pod of a namespace whose labels select the injector of one
+//     of the operator's revisions, followed only while they do (a join needs
+//     them).
 //
 // The selectors are disjoint, so each pod is held once. Not seen: a pod
 // that carries a sidecar without the canonical-name label (a manifest that
@@ -58,16 +59,17 @@ func newPodCache(client kubernetes.Interface) *podcache.Cache {
 }
 
 // followSelecting makes the pod cache follow exactly the namespaces that
-// select the injector, and reports whether it holds all their pods yet.
-// Without a follower (unit tests) every pod is cached.
-func (c *Controller) followSelecting() bool {
+// select an injector of the operator's revisions (the default tag's, or one
+// named by its revision, as istio.io/rev=1-31), and reports whether it holds
+// all their pods yet. Without a follower (unit tests) every pod is cached.
+func (c *Controller) followSelecting(t *target) bool {
 	if c.followNamespaces == nil {
 		return true
 	}
 	all, _ := c.namespaces.List(labels.Everything())
 	selecting := map[string]bool{}
 	for _, ns := range all {
-		if namespaceSelects(ns) {
+		if namespaceSelects(ns) || t.namespaceNamesRevision(ns) {
 			selecting[ns.Name] = true
 		}
 	}

@@ -122,11 +122,25 @@ func (t *target) revisionSelects(ns *corev1.Namespace, pod *corev1.Pod) bool {
 	if _, ok := ns.Labels[labelInjection]; ok {
 		return false // istio-injection wins over a revision label
 	}
-	if rev, ok := ns.Labels[labelRevision]; ok {
-		return rev != operatorRevision && t.ours[rev]
+	if _, ok := ns.Labels[labelRevision]; ok {
+		return t.namespaceNamesRevision(ns)
 	}
 	rev := pod.Labels[labelRevision]
 	return rev != "" && rev != operatorRevision && t.ours[rev]
+}
+
+// namespaceNamesRevision reports whether a namespace selects one of the
+// operator's revisions by its own name (istio.io/rev=1-31), without an
+// istio-injection label, which would win over it.
+func (t *target) namespaceNamesRevision(ns *corev1.Namespace) bool {
+	if ignoredNamespaces[ns.Name] {
+		return false
+	}
+	if _, ok := ns.Labels[labelInjection]; ok {
+		return false
+	}
+	rev, ok := ns.Labels[labelRevision]
+	return ok && rev != operatorRevision && t.ours[rev]
 }
 
 // revisionCensus counts the mesh by revision during a canary upgrade.

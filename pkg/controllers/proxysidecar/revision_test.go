@@ -1,6 +1,7 @@
 package proxysidecar
 
 import (
+	"maps"
 	"strings"
 	"testing"
 
@@ -231,5 +232,59 @@ func TestRemovalAfterAnUninstallDuringAnUpgrade(t *testing.T) {
 	}
 	if cond, _ := n.condition(tg); cond.Reason != v1alpha2.ReasonProxySidecarRemovalInProgress {
 		t.Errorf("condition %s %q, want %s", cond.Reason, cond.Message, v1alpha2.ReasonProxySidecarRemovalInProgress)
+	}
+}
+
+// The pod cache follows the namespaces that select an injector of the
+// operator's revisions: by the default tag, or by a revision's own name
+// (their pods without a sidecar join), not another control plane's.
+func TestPodCacheFollowsNamespacesNamingARevision(t *testing.T) {
+	f := newFixture(t, v1alpha2.RestartPacing{})
+	f.namespace("tag", map[string]string{labelInjection: "enabled"})
+	f.namespace("by-name", map[string]string{labelRevision: "1-31"})
+	f.namespace("injection-wins", map[string]string{labelInjection: "disabled", labelRevision: "1-31"})
+	f.namespace("other-plane", map[string]string{labelRevision: "canary"})
+	f.namespace("plain", nil)
+	var followed map[string]bool
+	f.c.followNamespaces = func(ns map[string]bool) bool { followed = ns; return true }
+
+	after := controllertest.Istio(2)
+	after.Status.Revision = "1-31"
+	current := desired(t, v1alpha2.IstioSpec{})
+	tgt := &target{proxy: current, hash: current.Hash(), revisions: revisionsOf(after, &current)}
+	if !f.c.followSelecting(tgt) {
+		t.Fatal("not synced")
+	}
+	if want := map[string]bool{"tag": true, "by-name": true}; !maps.Equal(followed, want) {
+		t.Errorf("followed %v, want %v", followed, want)
+	}
+
+	// Before any canary upgrade 1-31 is not the operator's: not followed.
+	before := &target{proxy: current, hash: current.Hash(), revisions: revisionsOf(controllertest.Istio(2), &current)}
+	f.c.followSelecting(before)
+	if want := map[string]bool{"tag": true}; !maps.Equal(followed, want) {
+		t.Errorf("without revision 1-31: followed %v, want %v", followed, want)
+	}
+
+	// Their pods without a sidecar join: a namespace's, a pod's own label
+	// in a namespace without injection labels; not another plane's pods.
+	bare := func(ns, name string, labels map[string]string) Key {
+		k := f.deploy(ns, name, nil)
+		pod := f.bare(ns, name+"-0", controllertest.Owned("ReplicaSet", "apps/v1", name+"-1"), labels)
+		if !f.c.candidate(pod) {
+			t.Errorf("%s/%s: its events do not wake the count", ns, pod.Name)
+		}
+		return k
+	}
+	f.c.target.Store(tgt)
+	byNS := bare("by-name", "web", nil)
+	byPod := bare("plain", "api", map[string]string{labelRevision: "1-31"})
+	f.deploy("other-plane", "theirs", nil)
+	f.bare("other-plane", "theirs-0", controllertest.Owned("ReplicaSet", "apps/v1", "theirs-1"), nil)
+	f.deploy("plain", "canary", nil)
+	f.bare("plain", "canary-0", controllertest.Owned("ReplicaSet", "apps/v1", "canary-1"), map[string]string{labelRevision: "canary"})
+	n := f.c.count(tgt)
+	if !sameKeys(n.waiting, []Key{byNS, byPod}) || n.moves[changeJoin] != 2 {
+		t.Errorf("waiting %v, moves %v; want the two selected by revision 1-31's name joining", n.waiting, n.moves)
 	}
 }

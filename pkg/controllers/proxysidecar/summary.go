@@ -63,7 +63,7 @@ func (c *Controller) syncSummary(ctx context.Context, k Key) (queue.Result, erro
 
 	// A namespace that selects the injector now has its pods cached only
 	// from now on: count once they are, or a join would go unseen.
-	if synced := c.followSelecting(); !synced && !t.removal {
+	if synced := c.followSelecting(t); !synced && !t.removal {
 		return queue.Result{RequeueAfter: podCacheSyncWait}, nil
 	}
 	n := c.count(t)

@@ -123,10 +123,17 @@ func (m *mesh) startSlowMove(t *testing.T, moved int) {
 // image and was injected by revision.
 func (m *mesh) waitAllOn(t *testing.T, image, revision string) {
 	t.Helper()
-	cluster.WaitFor(t, timeout, fmt.Sprintf("%d pods on %s from revision %s", m.pods, image, revision), func(ctx context.Context) (bool, error) {
+	waitPodsOn(t, m.cs, m.pods, image, revision, m.platform, m.user)
+}
+
+// waitPodsOn waits until the namespaces hold n live pods, each ready, with
+// the proxy image ("" for none) injected by revision.
+func waitPodsOn(t *testing.T, cs kubernetes.Interface, n int, image, revision string, namespaces ...string) {
+	t.Helper()
+	cluster.WaitFor(t, timeout, fmt.Sprintf("%d pods on %q from revision %q", n, image, revision), func(ctx context.Context) (bool, error) {
 		got := map[string]int{}
-		for _, ns := range []string{m.platform, m.user} {
-			pods, err := m.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+		for _, ns := range namespaces {
+			pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
 			if err != nil {
 				return false, err
 			}
@@ -141,7 +148,7 @@ func (m *mesh) waitAllOn(t *testing.T, image, revision string) {
 				got[fmt.Sprintf("%s from %s ready %v", image, p.Annotations["istio.io/rev"], ready(&p))]++
 			}
 		}
-		if want := fmt.Sprintf("%s from %s ready true", image, revision); got[want] != m.pods || len(got) != 1 {
+		if want := fmt.Sprintf("%s from %s ready true", image, revision); got[want] != n || len(got) != 1 {
 			return false, fmt.Errorf("pods: %v", got)
 		}
 		return true, nil
@@ -306,6 +313,23 @@ func TestCanaryUpgrade(t *testing.T) {
 		if !strings.Contains(events, reason) {
 			t.Errorf("no %s Event in\n%s", reason, events)
 		}
+	}
+
+	// A namespace labelled with the new revision's own name joins the mesh:
+	// its pods without a sidecar are restarted onto revision 1-31, once.
+	late := cluster.Namespace(t, nil)
+	joins := watchRestarts(t, m.cs, late)
+	if _, err := m.cs.AppsV1().Deployments(late).Create(t.Context(), cluster.NewDeployment("joiner", 1), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitPodsOn(t, m.cs, 1, "", "", late)
+	label := []byte(`{"metadata":{"labels":{"istio.io/rev":"` + newRev + `"}}}`)
+	if _, err := m.cs.CoreV1().Namespaces().Patch(t.Context(), late, types.MergePatchType, label, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitPodsOn(t, m.cs, 1, newProxy, newRev, late)
+	if got := joins.of(late + "/joiner"); len(got) != 1 {
+		t.Errorf("the joiner restarted for %v, want once", got)
 	}
 }
 
