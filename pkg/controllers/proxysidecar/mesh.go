@@ -164,14 +164,7 @@ func (c *Controller) candidate(pod *corev1.Pod) bool {
 		return true
 	}
 	ns, err := c.namespaces.Get(pod.Namespace)
-	if err != nil {
-		return false
-	}
-	if namespaceSelects(ns) {
-		return true
-	}
-	t := c.target.Load()
-	return t != nil && t.namespaceNamesRevision(ns)
+	return err == nil && c.target.Load().selectsNamespace(ns)
 }
 
 // meshPods calls visit with every pod a count must judge, and its
@@ -201,7 +194,7 @@ func (c *Controller) meshPods(t *target, visit func(*corev1.Pod, *corev1.Namespa
 	selecting := map[string]bool{}
 	for _, ns := range all {
 		namespaces[ns.Name] = ns
-		if !namespaceSelects(ns) && !t.namespaceNamesRevision(ns) {
+		if !t.selectsNamespace(ns) {
 			continue
 		}
 		selecting[ns.Name] = true

@@ -69,7 +69,7 @@ func (c *Controller) followSelecting(t *target) bool {
 	all, _ := c.namespaces.List(labels.Everything())
 	selecting := map[string]bool{}
 	for _, ns := range all {
-		if namespaceSelects(ns) || t.namespaceNamesRevision(ns) {
+		if t.selectsNamespace(ns) {
 			selecting[ns.Name] = true
 		}
 	}

@@ -129,6 +129,14 @@ func (t *target) revisionSelects(ns *corev1.Namespace, pod *corev1.Pod) bool {
 	return rev != "" && rev != operatorRevision && t.ours[rev]
 }
 
+// selectsNamespace reports whether an injector of the operator's revisions
+// injects every pod of the namespace that does not opt out: the default
+// tag's, or one the namespace names by its revision's name. A nil target
+// (none set yet) knows only the default tag.
+func (t *target) selectsNamespace(ns *corev1.Namespace) bool {
+	return namespaceSelects(ns) || t != nil && t.namespaceNamesRevision(ns)
+}
+
 // namespaceNamesRevision reports whether a namespace selects one of the
 // operator's revisions by its own name (istio.io/rev=1-31), without an
 // istio-injection label, which would win over it.

@@ -114,8 +114,15 @@ func (m *mesh) startSlowMove(t *testing.T, moved int) {
 	rate := resource.MustParse("200m")
 	m.start(t, v1alpha2.IstioSpec{UpgradeStrategy: v1alpha2.UpgradeStrategyCanary,
 		ProxyRestart: &v1alpha2.ProxyRestart{RestartsPerSecond: &rate}})
-	cluster.WaitFor(t, timeout, fmt.Sprintf("%d workloads moved to revision %s", moved, newRev), func(context.Context) (bool, error) {
-		return m.restarts.moved() >= moved, nil
+	m.waitMoved(t, moved)
+}
+
+// waitMoved waits until n workloads were restarted for the upgrade (or its
+// rollback).
+func (m *mesh) waitMoved(t *testing.T, n int) {
+	t.Helper()
+	cluster.WaitFor(t, timeout, fmt.Sprintf("%d workloads restarted for the upgrade", n), func(context.Context) (bool, error) {
+		return m.restarts.moved() >= n, nil
 	})
 }
 

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -45,12 +44,8 @@ func operatorBinary(t *testing.T) string {
 // plane removed only after its last pod went.
 func TestKillDuringCanaryUpgrade(t *testing.T) {
 	m := setUp(t, 8)
-	bin := operatorBinary(t)
 	rng := seeded(t)
-
-	k := startKillable(t, m, bin, "2")
-	operatortest.CreateIstio(t, m.opNS, "default", v1alpha2.IstioSpec{UpgradeStrategy: v1alpha2.UpgradeStrategyCanary})
-	t.Cleanup(func() { operatortest.DeleteIstio(t, timeout, m.opNS, "default") })
+	k := startCanaryUpgrade(t, m, "2")
 	kill, verbs := k.kill, k.verbs
 	tagOnNew := func(ctx context.Context) bool {
 		tag, err := m.cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, istioclient.TagWebhookName, metav1.GetOptions{})
@@ -81,9 +76,7 @@ func TestKillDuringCanaryUpgrade(t *testing.T) {
 
 	// MovingWorkloads: once a random number of workloads moved.
 	moved := 1 + rng.IntN(len(m.workloads)-1)
-	cluster.WaitFor(t, timeout, fmt.Sprintf("%d workloads restarted", moved), func(context.Context) (bool, error) {
-		return m.restarts.moved() >= moved, nil
-	})
+	m.waitMoved(t, moved)
 	kill(fmt.Sprintf("moving workloads, %d of %d restarted", m.restarts.moved(), len(m.workloads)))
 
 	// RemovingRevision: the moment the old istiod is deleted, one of the
@@ -136,16 +129,19 @@ type killable struct {
 	kills int
 }
 
-// startKillable runs the operator binary for the mesh, restarting
-// workloads at rate per second, in a new namespace; the process that runs
+// startCanaryUpgrade runs the operator binary built from this tree for the
+// mesh, restarting workloads at rate per second, in a new namespace, and
+// creates the resource asking for a canary upgrade; the process that runs
 // last uninstalls Istio when the test ends.
-func startKillable(t *testing.T, m *mesh, bin, rate string) *killable {
+func startCanaryUpgrade(t *testing.T, m *mesh, rate string) *killable {
 	t.Helper()
 	m.opNS = cluster.Namespace(t, nil)
-	k := &killable{t: t, m: m, bin: bin, rate: rate}
+	k := &killable{t: t, m: m, bin: operatorBinary(t), rate: rate}
 	k.op = k.start("operator-0")
 	t.Cleanup(func() { _ = k.op.Stop(30 * time.Second) })
 	t.Cleanup(func() { operatortest.WaitUninstalled(t, timeout) })
+	operatortest.CreateIstio(t, m.opNS, "default", v1alpha2.IstioSpec{UpgradeStrategy: v1alpha2.UpgradeStrategyCanary})
+	t.Cleanup(func() { operatortest.DeleteIstio(t, timeout, m.opNS, "default") })
 	return k
 }
 
@@ -194,18 +190,11 @@ func (k *killable) verbs(ctx context.Context, verb string) (float64, error) {
 // once; the new revision goes.
 func TestKillDuringCanaryRollback(t *testing.T) {
 	m := setUp(t, 8)
-	bin := operatorBinary(t)
 	rng := seeded(t)
-	k := startKillable(t, m, bin, "1")
-	rate := resource.MustParse("1")
-	operatortest.CreateIstio(t, m.opNS, "default", v1alpha2.IstioSpec{UpgradeStrategy: v1alpha2.UpgradeStrategyCanary,
-		ProxyRestart: &v1alpha2.ProxyRestart{RestartsPerSecond: &rate}})
-	t.Cleanup(func() { operatortest.DeleteIstio(t, timeout, m.opNS, "default") })
+	k := startCanaryUpgrade(t, m, "1")
 
 	forward := 2 + rng.IntN(len(m.workloads)-3)
-	cluster.WaitFor(t, timeout, fmt.Sprintf("%d workloads moved forward", forward), func(context.Context) (bool, error) {
-		return m.restarts.moved() >= forward, nil
-	})
+	m.waitMoved(t, forward)
 	if _, err := operatortest.Client(t).OperatorV1alpha2().Istios(m.opNS).Patch(t.Context(), "default", types.MergePatchType,
 		[]byte(`{"spec":{"canaryRollback":true}}`), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
@@ -280,16 +269,11 @@ func revisionObjects(t *testing.T, m *mesh, revision string) int {
 // revision is 2: the one it was created with, and the move).
 func TestAPIServerOutageDuringCanaryUpgrade(t *testing.T) {
 	m := setUp(t, 8)
-	bin := operatorBinary(t)
 	rng := seeded(t)
-	k := startKillable(t, m, bin, "2")
-	operatortest.CreateIstio(t, m.opNS, "default", v1alpha2.IstioSpec{UpgradeStrategy: v1alpha2.UpgradeStrategyCanary})
-	t.Cleanup(func() { operatortest.DeleteIstio(t, timeout, m.opNS, "default") })
+	k := startCanaryUpgrade(t, m, "2")
 
 	moved := 1 + rng.IntN(len(m.workloads)-1)
-	cluster.WaitFor(t, timeout, fmt.Sprintf("%d workloads restarted", moved), func(context.Context) (bool, error) {
-		return m.restarts.moved() >= moved, nil
-	})
+	m.waitMoved(t, moved)
 	c := cluster.Current()
 	if err := c.KillComponent(t.Context(), "kube-apiserver"); err != nil {
 		t.Fatal(err)
