@@ -399,6 +399,20 @@ func TestUserResourceInformers(t *testing.T) {
 	}
 	close(listed)
 	wait(t, changed, "the informer reported no change")
+	// client-go can run the handler before the informer reports synced
+	// (the controller's poll covers that gap): wait for both.
+	var synced []cache.InformerSynced
+	f.c.userResources.mu.Lock()
+	for _, inf := range f.c.userResources.informers {
+		synced = append(synced, inf.HasSynced)
+	}
+	f.c.userResources.mu.Unlock()
+	stop := make(chan struct{})
+	timer := time.AfterFunc(10*time.Second, func() { close(stop) })
+	defer timer.Stop()
+	if !cache.WaitForCacheSync(stop, synced...) {
+		t.Fatal("the user resource informer did not sync")
+	}
 	after, err = f.sync(key)
 	if err != nil || after != BlockedInterval {
 		t.Fatalf("sync = %v, %v; want blocked by the VirtualService", after, err)
